@@ -1,0 +1,190 @@
+// The manifest a client may send with an upload: its JSON schema (validated once with ajv),
+// and the step that turns it into resolved limits and grants against the operator's config.
+import Ajv from 'ajv'
+import type { Config } from '../config'
+import { serviceError } from '../errors'
+
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$'
+export const nameRegExp = new RegExp(NAME_PATTERN)
+
+export type Abi = 'json' | 'wasi'
+export type PreopenMode = 'ro' | 'rw'
+
+export interface ManifestPreopen { guest: string, volume: string, mode?: PreopenMode }
+export interface WasiGrant {
+  args?: string[]
+  env?: Record<string, string>
+  preopens?: ManifestPreopen[]
+}
+export interface Manifest {
+  name?: string
+  version?: string
+  abi?: Abi
+  limits?: Partial<PluginLimits>
+  capabilities?: { wasi?: WasiGrant }
+  inputSchema?: Record<string, unknown> | boolean
+  outputSchema?: Record<string, unknown> | boolean
+}
+
+/** The limits a plugin runs under, resolved from its manifest and the operator's defaults. */
+export interface PluginLimits {
+  memoryBytes: number
+  timeoutMs: number
+  tableElements: number
+  outputBytes: number
+}
+
+/** What a plugin was granted, resolved: only these reach the sandbox. */
+export interface Capabilities {
+  wasi?: { args: string[], env: Record<string, string>, preopens: Array<Required<ManifestPreopen>> }
+}
+
+const limitsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    memoryBytes: { type: 'integer', minimum: 65536, multipleOf: 65536 },
+    timeoutMs: { type: 'integer', minimum: 1 },
+    tableElements: { type: 'integer', minimum: 0 },
+    outputBytes: { type: 'integer', minimum: 1 }
+  }
+} as const
+
+export const manifestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN },
+    version: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9.+_-]*$' },
+    abi: { enum: ['json', 'wasi'] },
+    limits: limitsSchema,
+    capabilities: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        wasi: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            args: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 4096 } },
+            env: {
+              type: 'object',
+              maxProperties: 256,
+              propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 256 },
+              additionalProperties: { type: 'string', maxLength: 4096 }
+            },
+            preopens: {
+              type: 'array',
+              maxItems: 16,
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['guest', 'volume'],
+                properties: {
+                  guest: { type: 'string', minLength: 1, maxLength: 256, pattern: '^/' },
+                  volume: { type: 'string', minLength: 1, maxLength: 64 },
+                  mode: { enum: ['ro', 'rw'] }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    inputSchema: { type: ['object', 'boolean'] },
+    outputSchema: { type: ['object', 'boolean'] }
+  }
+} as const
+
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true })
+const validateManifest = ajv.compile<Manifest>(manifestSchema)
+// A separate instance compiles plugin-supplied schemas, so a bad one cannot disturb ours.
+const schemaAjv = new Ajv({ strict: false, allErrors: false, validateSchema: true })
+
+/** Parses and validates manifest JSON text; throws INVALID_MANIFEST naming the problem. */
+export function parseManifest (text: string | undefined): Manifest {
+  if (text === undefined || text.trim() === '') return {}
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw serviceError('INVALID_MANIFEST', [`not valid JSON (${(err as Error).message})`])
+  }
+  if (!validateManifest(value)) {
+    const e = validateManifest.errors?.[0]
+    const where = e?.instancePath === '' ? 'manifest' : `manifest${e?.instancePath ?? ''}`
+    const extra = e?.params !== undefined && 'additionalProperty' in e.params ? ` '${String(e.params.additionalProperty)}'` : ''
+    throw serviceError('INVALID_MANIFEST', [`${where} ${e?.message ?? 'is invalid'}${extra}`])
+  }
+  for (const key of ['inputSchema', 'outputSchema'] as const) {
+    const schema = value[key]
+    if (schema !== undefined && !schemaAjv.validateSchema(schema)) {
+      throw serviceError('INVALID_MANIFEST', [`${key} is not a valid JSON schema: ${schemaAjv.errorsText(schemaAjv.errors)}`])
+    }
+  }
+  return value
+}
+
+/** Compiles a plugin's input/output schema once; the validator lives with the registry entry. */
+export function compileSchema (schema: Record<string, unknown> | boolean): (data: unknown) => string | undefined {
+  let validate
+  try {
+    validate = schemaAjv.compile(schema)
+  } catch (err) {
+    throw serviceError('INVALID_MANIFEST', [`schema does not compile: ${(err as Error).message}`])
+  }
+  return (data) => validate(data) ? undefined : schemaAjv.errorsText(validate.errors, { dataVar: 'input' })
+}
+
+/** Resolves limits against operator defaults and maxima: above a maximum is refused, never clamped. */
+export function resolveLimits (requested: Partial<PluginLimits> | undefined, config: Config): PluginLimits {
+  const limits: PluginLimits = {
+    memoryBytes: requested?.memoryBytes ?? config.defaultMemoryBytes,
+    timeoutMs: requested?.timeoutMs ?? config.defaultTimeoutMs,
+    tableElements: requested?.tableElements ?? config.maxTableElements,
+    outputBytes: requested?.outputBytes ?? config.defaultOutputBytes
+  }
+  const maxima: Array<[keyof PluginLimits, number, string]> = [
+    ['memoryBytes', config.maxMemoryBytes, 'MAX_MEMORY_BYTES'],
+    ['timeoutMs', config.maxTimeoutMs, 'MAX_TIMEOUT_MS'],
+    ['tableElements', config.maxTableElements, 'MAX_TABLE_ELEMENTS'],
+    ['outputBytes', config.maxOutputBytes, 'MAX_OUTPUT_BYTES']
+  ]
+  for (const [key, max, variable] of maxima) {
+    if (limits[key] > max) {
+      throw serviceError('CAPABILITY_DENIED', [`limits.${key} ${limits[key]} is above the operator's maximum ${max} (${variable})`],
+        { details: { limit: key, requested: limits[key], maximum: max } })
+    }
+  }
+  return limits
+}
+
+/** Checks the requested grants against what the operator allows (volumes, env names). */
+export function resolveCapabilities (manifest: Manifest, config: Config): Capabilities {
+  const wasi = manifest.capabilities?.wasi
+  if (wasi === undefined) return {}
+  const env = wasi.env ?? {}
+  const deniedEnv = Object.keys(env).filter(name => !config.allowedEnv.has(name))
+  if (deniedEnv.length > 0) {
+    throw serviceError('CAPABILITY_DENIED', [`env ${deniedEnv.join(', ')} not in ALLOWED_ENV`], { details: { env: deniedEnv } })
+  }
+  const preopens: Array<Required<ManifestPreopen>> = []
+  const guests = new Set<string>()
+  for (const p of wasi.preopens ?? []) {
+    const mode: PreopenMode = p.mode ?? 'ro'
+    if (p.volume !== '@plugin') {
+      const volume = config.volumes.get(p.volume)
+      if (volume === undefined) {
+        throw serviceError('CAPABILITY_DENIED', [`volume '${p.volume}' is not declared by the operator (VOLUMES)`], { details: { volume: p.volume } })
+      }
+      if (volume.readOnly && mode === 'rw') {
+        throw serviceError('CAPABILITY_DENIED', [`volume '${p.volume}' is read-only; mode 'rw' is not allowed`], { details: { volume: p.volume } })
+      }
+    }
+    if (p.guest.split('/').includes('..')) throw serviceError('INVALID_MANIFEST', [`preopen guest path '${p.guest}' may not contain '..'`])
+    if (guests.has(p.guest)) throw serviceError('INVALID_MANIFEST', [`preopen guest path '${p.guest}' is used twice`])
+    guests.add(p.guest)
+    preopens.push({ guest: p.guest, volume: p.volume, mode })
+  }
+  return { wasi: { args: wasi.args ?? [], env, preopens } }
+}

@@ -1,0 +1,184 @@
+// A regular file opened by path_open. The guest-visible position is kept here and every
+// host read/write is positional, so APPEND, seek and pread/pwrite never depend on host fd
+// state. Writes check the volume (read-only, quota) before touching the file.
+import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readSync, writeSync } from 'node:fs'
+import { Advice, Fdflags, Filetype, Rights, Whence } from './constants'
+import { Descriptor } from './descriptor'
+import type { Readiness } from './descriptor'
+import { Errno } from './errno'
+import { fail } from './errors'
+import type { HostFds } from './host-fds'
+import type { Filestat } from './layout'
+import { resolveTimes, toFilestat } from './stat'
+import type { Volume } from './volume'
+
+/** A guest u64 offset/size as a safe JS number; past 2^53 - 1 it is EFBIG. */
+export function toOffset (value: bigint): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.FBIG)
+  return Number(value)
+}
+
+/** A guest fd for a host regular file. */
+export class FileFd extends Descriptor {
+  readonly filetype = Filetype.REGULAR_FILE
+  readonly volume: Volume
+  readonly #hostFds: HostFds
+  readonly #fd: number
+  #pos = 0
+
+  constructor (hostFds: HostFds, fd: number, volume: Volume, rightsBase: bigint, fdflags: number) {
+    super(rightsBase, 0n, fdflags)
+    this.#hostFds = hostFds
+    this.#fd = fd
+    this.volume = volume
+  }
+
+  #size (): number {
+    return Number(fstatSync(this.#fd, { bigint: true }).size)
+  }
+
+  #readAt (into: Uint8Array[], position: number): number {
+    let total = 0
+    for (const view of into) {
+      if (view.byteLength === 0) continue
+      const n = readSync(this.#fd, view, 0, view.byteLength, position + total)
+      total += n
+      if (n < view.byteLength) break
+    }
+    return total
+  }
+
+  // Quota first (nothing is written if the growth does not fit), then the bytes, then the
+  // accounting of what really changed (a short write on a full disk grows the file less).
+  #writeAt (from: Uint8Array[], position: number): number {
+    this.volume.assertWritable()
+    let length = 0
+    for (const view of from) length += view.byteLength
+    if (length === 0) return 0
+    const before = this.#size()
+    this.volume.checkGrowth(position + length - before)
+    let total = 0
+    try {
+      for (const view of from) {
+        if (view.byteLength === 0) continue
+        const n = writeSync(this.#fd, view, 0, view.byteLength, position + total)
+        total += n
+        if (n < view.byteLength) break
+      }
+    } catch (err) {
+      if (total === 0) throw err
+    } finally {
+      this.volume.account(this.#size() - before)
+    }
+    if ((this.fdflags & Fdflags.SYNC) !== 0) fsyncSync(this.#fd)
+    else if ((this.fdflags & Fdflags.DSYNC) !== 0) fdatasyncSync(this.#fd)
+    return total
+  }
+
+  override read (into: Uint8Array[]): number {
+    this.need(Rights.FD_READ)
+    const n = this.#readAt(into, this.#pos)
+    this.#pos += n
+    return n
+  }
+
+  override write (from: Uint8Array[]): number {
+    this.need(Rights.FD_WRITE)
+    // APPEND: every write lands at the current end, whatever the position was.
+    if ((this.fdflags & Fdflags.APPEND) !== 0) this.#pos = this.#size()
+    const n = this.#writeAt(from, this.#pos)
+    this.#pos += n
+    return n
+  }
+
+  override pread (into: Uint8Array[], offset: bigint): number {
+    this.need(Rights.FD_READ | Rights.FD_SEEK)
+    return this.#readAt(into, toOffset(offset))
+  }
+
+  override pwrite (from: Uint8Array[], offset: bigint): number {
+    this.need(Rights.FD_WRITE | Rights.FD_SEEK)
+    return this.#writeAt(from, toOffset(offset))
+  }
+
+  override seek (offset: bigint, whence: number): bigint {
+    // seek(0, CUR) is how libc implements tell: FD_TELL is enough for it.
+    this.need(offset === 0n && whence === Whence.CUR ? Rights.FD_TELL : Rights.FD_SEEK)
+    const delta = BigInt.asIntN(64, offset)
+    let base: bigint
+    if (whence === Whence.SET) base = 0n
+    else if (whence === Whence.CUR) base = BigInt(this.#pos)
+    else if (whence === Whence.END) base = BigInt(this.#size())
+    else return fail(Errno.INVAL)
+    const next = base + delta
+    if (next < 0n) fail(Errno.INVAL)
+    this.#pos = toOffset(next)
+    return next
+  }
+
+  override tell (): bigint {
+    this.need(Rights.FD_TELL)
+    return BigInt(this.#pos)
+  }
+
+  override filestat (): Filestat {
+    this.need(Rights.FD_FILESTAT_GET)
+    return toFilestat(fstatSync(this.#fd, { bigint: true }))
+  }
+
+  override setSize (size: bigint): void {
+    this.need(Rights.FD_FILESTAT_SET_SIZE)
+    this.volume.assertWritable()
+    const next = toOffset(size)
+    const before = this.#size()
+    this.volume.checkGrowth(next - before)
+    ftruncateSync(this.#fd, next)
+    this.volume.account(next - before)
+  }
+
+  override setTimes (atim: bigint, mtim: bigint, flags: number): void {
+    this.need(Rights.FD_FILESTAT_SET_TIMES)
+    this.volume.assertWritable()
+    const [a, m] = resolveTimes(atim, mtim, flags, () => fstatSync(this.#fd, { bigint: true }))
+    futimesSync(this.#fd, a, m)
+  }
+
+  override allocate (offset: bigint, len: bigint): void {
+    this.need(Rights.FD_ALLOCATE)
+    this.volume.assertWritable()
+    const end = toOffset(offset + len)
+    const before = this.#size()
+    // posix_fallocate semantics: the file grows to cover the range, it never shrinks.
+    if (end <= before) return
+    this.volume.checkGrowth(end - before)
+    ftruncateSync(this.#fd, end)
+    this.volume.account(end - before)
+  }
+
+  override advise (_offset: bigint, _len: bigint, advice: number): void {
+    this.need(Rights.FD_ADVISE)
+    if (advice < Advice.NORMAL || advice > Advice.NOREUSE) fail(Errno.INVAL)
+  }
+
+  override sync (): void {
+    this.need(Rights.FD_SYNC)
+    fsyncSync(this.#fd)
+  }
+
+  override datasync (): void {
+    this.need(Rights.FD_DATASYNC)
+    fdatasyncSync(this.#fd)
+  }
+
+  override pollRead (): Readiness {
+    return { nbytes: BigInt(Math.max(0, this.#size() - this.#pos)), hangup: false }
+  }
+
+  override pollWrite (): Readiness {
+    return { nbytes: 0n, hangup: false }
+  }
+
+  override close (): void {
+    this.#hostFds.close(this.#fd)
+  }
+}

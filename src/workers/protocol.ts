@@ -1,0 +1,76 @@
+// Messages between the main thread and a worker: plain data with declared types. Error
+// subclasses do not survive postMessage, so a worker answers `{ ok: false, code, message }`
+// and the pool turns that back into a catalogue error in one place.
+import type { GuestErrorCode } from '../errors'
+
+/** A preopened directory, resolved to a host path by the main thread. */
+export interface PreopenSpec {
+  guestPath: string
+  hostPath: string
+  readOnly: boolean
+  quotaBytes?: number
+}
+
+export interface WasiSpec {
+  args: string[]
+  env: Record<string, string>
+  preopens: PreopenSpec[]
+}
+
+/** One call of a plugin. `module` is a compiled WebAssembly.Module, shared, not recompiled. */
+export interface ExecuteTask {
+  module: WebAssembly.Module
+  abi: 'json' | 'wasi'
+  /** json ABI: the export to call. */
+  entry: string
+  input: Uint8Array
+  /** Limits for the host-provided memory, or undefined when the module has none. */
+  memory: { initial: number, maximum: number } | undefined
+  timeoutMs: number
+  outputBytes: number
+  /** Present when WASI is granted (always for the wasi ABI). */
+  wasi: WasiSpec | undefined
+  /** See CONTROL_* below: start handshake, thread id and host fds, shared with the pool. */
+  control: SharedArrayBuffer
+}
+
+export interface ExecuteOk {
+  ok: true
+  output: Uint8Array
+  /** Time inside the worker, instantiate to output read, in ms. */
+  durationMs: number
+  /** wasi ABI: the tail of what the plugin wrote to stderr (logged by the main thread). */
+  stderr?: string
+}
+
+export interface ExecuteFailure {
+  ok: false
+  code: GuestErrorCode
+  message: string
+  details?: Record<string, unknown>
+  durationMs: number
+}
+
+export type ExecuteResult = ExecuteOk | ExecuteFailure
+
+// The control block is an Int32Array over a SharedArrayBuffer:
+//   [STATE]     QUEUED -> RUNNING -> DONE, or QUEUED -> CANCELLED (queue timeout), or
+//               RUNNING -> KILLED (deadline): compare-exchange on both sides, so a result
+//               that finished in time is never thrown away and a cancelled task never runs
+//   [THREAD]    the worker's threadId, so the pool can find the thread it terminates
+//   bytes 8-15  (a Float64) Date.now() at start: the deadline counts from here, not from enqueue
+//   [FD_BASE..] host fds the call holds open, stored as fd + 1 (0 = free slot, as the
+//               buffer starts zeroed); closed by the pool if the thread is terminated
+export const CONTROL_STATE = 0
+export const CONTROL_THREAD = 1
+/** Index in a Float64Array view of the control buffer. */
+export const CONTROL_STARTED_F64 = 1
+export const CONTROL_FD_BASE = 4
+export const CONTROL_FD_SLOTS = 1024
+export const CONTROL_BYTES = (CONTROL_FD_BASE + CONTROL_FD_SLOTS) * 4
+
+export const STATE_QUEUED = 0
+export const STATE_RUNNING = 1
+export const STATE_DONE = 2
+export const STATE_CANCELLED = 3
+export const STATE_KILLED = 4

@@ -1,0 +1,89 @@
+// Test plugins are built from source at test time: WAT through the `wabt` package, C through
+// clang for wasm32-wasi. Results are cached by content hash under .cache/fixtures so a test
+// run compiles each source once, and no binary is ever committed.
+import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import wabtInit from 'wabt'
+
+const root = resolve(__dirname, '..', '..')
+const cacheDir = join(root, '.cache', 'fixtures')
+export const fixturesDir = join(root, 'test', 'fixtures', 'plugins')
+
+type Wabt = Awaited<ReturnType<typeof wabtInit>>
+let wabt: Promise<Wabt> | undefined
+
+const watFeatures = {
+  multi_value: true,
+  bulk_memory: true,
+  mutable_globals: true,
+  sign_extension: true,
+  sat_float_to_int: true,
+  reference_types: true,
+  simd: true
+}
+
+function cached (key: string, ext: string, build: () => Buffer): Buffer {
+  const file = join(cacheDir, `${createHash('sha256').update(key).digest('hex').slice(0, 24)}${ext}`)
+  if (existsSync(file)) return readFileSync(file)
+  const bytes = build()
+  mkdirSync(cacheDir, { recursive: true })
+  const tmp = `${file}.${process.pid}.tmp`
+  writeFileSync(tmp, bytes)
+  renameSync(tmp, file)
+  return bytes
+}
+
+/** Compiles WAT text to a wasm binary. */
+export async function wat (source: string): Promise<Buffer> {
+  wabt ??= wabtInit()
+  const w = await wabt
+  const mod = w.parseWat('fixture.wat', source, watFeatures)
+  try {
+    return Buffer.from(mod.toBinary({ write_debug_names: false }).buffer)
+  } finally {
+    mod.destroy()
+  }
+}
+
+/** Compiles test/fixtures/plugins/NAME.wat. */
+export async function watFixture (name: string): Promise<Buffer> {
+  return wat(readFileSync(join(fixturesDir, `${name}.wat`), 'utf8'))
+}
+
+export const clang = process.env.WASI_CLANG ?? 'clang-14'
+
+/** True when clang for wasm32-wasi is installed (CI installs it; see .ci/run). */
+export function hasClang (): boolean {
+  try {
+    execFileSync(clang, ['--version'], { stdio: 'ignore' })
+    return existsSync('/usr/lib/wasm32-wasi/libc.a')
+  } catch {
+    return false
+  }
+}
+
+export interface CBuildOptions {
+  /** Build a WASI reactor (exports, `_initialize`) instead of a command (`_start`). */
+  reactor?: boolean
+  /** Extra clang flags, for example `-Wl,--export=execute`. */
+  flags?: string[]
+}
+
+/** Compiles a C source (text) for wasm32-wasi with clang. */
+export function cSource (source: string, options: CBuildOptions = {}): Buffer {
+  const flags = ['--target=wasm32-wasi', '--sysroot=/usr', '-O2', ...(options.reactor === true ? ['-mexec-model=reactor'] : []), ...(options.flags ?? [])]
+  return cached(`${flags.join(' ')}\n${source}`, '.wasm', () => {
+    mkdirSync(cacheDir, { recursive: true })
+    const base = join(cacheDir, `build-${process.pid}-${Date.now()}`)
+    writeFileSync(`${base}.c`, source)
+    execFileSync(clang, [...flags, `${base}.c`, '-o', `${base}.wasm`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    return readFileSync(`${base}.wasm`)
+  })
+}
+
+/** Compiles test/fixtures/plugins/NAME.c. */
+export function cFixture (name: string, options: CBuildOptions = {}): Buffer {
+  return cSource(readFileSync(join(fixturesDir, `${name}.c`), 'utf8'), options)
+}
