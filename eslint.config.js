@@ -1,6 +1,8 @@
 'use strict'
 const neostandard = require('neostandard')
 
-module.exports = [
-  ...neostandard({ ts: true, ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'examples/**/build/**'] })
-]
+module.exports = neostandard({
+  ts: true,
+  filesTs: ['**/*.mts'],
+  ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.cache/**', 'examples/**/build/**']
+})

@@ -1,0 +1,51 @@
+import { ConfigError, loadConfig } from '../../src/config'
+
+describe('loadConfig', () => {
+  test('defaults match DESIGN.md and the result is frozen', () => {
+    const c = loadConfig({})
+    expect(c).toMatchObject({
+      port: 8080,
+      maxUploadBytes: 50 * 1024 * 1024,
+      maxInputBytes: 10 * 1024 * 1024,
+      defaultTimeoutMs: 5000,
+      defaultMemoryBytes: 16 * 1024 * 1024,
+      maxTableElements: 10000,
+      authToken: undefined,
+      executeTokens: []
+    })
+    expect(c.dataDir).toMatch(/\/data$/)
+    expect(c.workers).toBeGreaterThanOrEqual(1)
+    expect(Object.isFrozen(c)).toBe(true)
+  })
+
+  test('coerces numbers and parses VOLUMES and ALLOWED_ENV', () => {
+    const c = loadConfig({ PORT: '9000', VOLUMES: 'fixtures=/srv/fixtures:ro, scratch=/tmp/scratch', ALLOWED_ENV: 'MODE, LANG' })
+    expect(c.port).toBe(9000)
+    expect(c.volumes.get('fixtures')).toEqual({ name: 'fixtures', hostPath: '/srv/fixtures', readOnly: true })
+    expect(c.volumes.get('scratch')).toEqual({ name: 'scratch', hostPath: '/tmp/scratch', readOnly: false })
+    expect([...c.allowedEnv]).toEqual(['MODE', 'LANG'])
+  })
+
+  test('ignores variables it does not know (nothing of the host leaks in)', () => {
+    expect(loadConfig({ HOME: '/root', SECRET: 'x' })).not.toHaveProperty('SECRET')
+  })
+
+  test.each([
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ PORT: '65536' }, /PORT/],
+    [{ WORKERS: '0' }, /WORKERS/],
+    [{ DEFAULT_MEMORY_BYTES: '100000' }, /DEFAULT_MEMORY_BYTES/],
+    [{ DEFAULT_TIMEOUT_MS: '6000', MAX_TIMEOUT_MS: '5999' }, /DEFAULT_TIMEOUT_MS/],
+    [{ VOLUMES: 'fixtures' }, /VOLUMES/],
+    [{ VOLUMES: 'fixtures=relative' }, /absolute/],
+    [{ VOLUMES: 'a=/x,a=/y' }, /twice/],
+    [{ VOLUMES: 'Bad Name=/x' }, /VOLUMES/],
+    [{ ALLOWED_ENV: 'NOT-A-NAME' }, /ALLOWED_ENV/],
+    [{ AUTH_TOKEN: 'short' }, /AUTH_TOKEN/],
+    [{ EXECUTE_TOKENS: 'exec-token-0123456789' }, /needs AUTH_TOKEN/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/]
+  ])('refuses %p', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError)
+    expect(() => loadConfig(env)).toThrow(message)
+  })
+})
