@@ -4,32 +4,16 @@
 import { basename } from 'node:path'
 import type { Config } from '../config'
 import { serviceError } from '../errors'
-import { describeExports, describeImports, inspectModule } from './inspect'
+import { describePlugin } from './descriptor'
+import type { PluginDescriptor } from './descriptor'
+import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
-import { compileSchema, nameRegExp, parseManifest, resolveCapabilities, resolveLimits } from './manifest'
-import type { Abi, Capabilities, Manifest, PluginLimits } from './manifest'
+import { compileSchema, nameRegExp, parseManifest } from './manifest'
+import type { Manifest } from './manifest'
 import type { ModuleCache } from './module-cache'
-import { sha } from './store'
 import type { PluginStore } from './store'
 
-/** What the API returns for a plugin (and what is stored on disk). */
-export interface PluginDescriptor {
-  name: string
-  version: string
-  sha256: string
-  abi: Abi
-  size: number
-  exports: Array<{ name: string, kind: string }>
-  imports: Array<{ module: string, name: string, kind: string }>
-  /** Exports callable with `?function=` under the json ABI. */
-  entries: string[]
-  limits: PluginLimits
-  capabilities: Capabilities
-  inputSchema?: Record<string, unknown> | boolean
-  outputSchema?: Record<string, unknown> | boolean
-  createdAt: string
-  updatedAt: string
-}
+export type { PluginDescriptor } from './descriptor'
 
 /** A registered plugin as the execute path needs it. Immutable once published. */
 export interface PluginEntry {
@@ -151,32 +135,13 @@ export class PluginRegistry {
   }
 
   async #publish (name: string, manifest: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined): Promise<PluginDescriptor> {
-    const limits = resolveLimits(manifest.limits, this.#config)
-    const capabilities = resolveCapabilities(manifest, this.#config)
-    const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
-    const sha256 = sha(bytes)
+    const { descriptor, inspection } = describePlugin(name, bytes, manifest, this.#config, previous?.createdAt)
+    const { sha256, capabilities } = descriptor
     let compiled: WebAssembly.Module
     try {
       compiled = await this.#cache.compile(inspection.rewritten)
     } catch (err) {
       throw serviceError('INVALID_MODULE', [(err as Error).message.replace(/^WebAssembly\.compile\(\): /, '')])
-    }
-    const now = new Date().toISOString()
-    const descriptor: PluginDescriptor = {
-      name,
-      version: manifest.version ?? inspection.info.version ?? '0.0.0',
-      sha256,
-      abi: inspection.abi,
-      size: bytes.length,
-      exports: describeExports(inspection.info.exports),
-      imports: describeImports(inspection.info.imports),
-      entries: inspection.entries,
-      limits,
-      capabilities,
-      ...(manifest.inputSchema !== undefined ? { inputSchema: manifest.inputSchema } : {}),
-      ...(manifest.outputSchema !== undefined ? { outputSchema: manifest.outputSchema } : {}),
-      createdAt: previous?.createdAt ?? now,
-      updatedAt: now
     }
     const entry = this.#entry(descriptor, manifest, inspection)
     if (capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) await this.#store.ensureVolume(name)

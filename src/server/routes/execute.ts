@@ -4,10 +4,9 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
-import { JSON_ENTRY_FALLBACKS } from '../../registry/inspect'
+import { pickEntry, wasiSpec } from '../../registry/call'
 import { NAME_PATTERN } from '../../registry/manifest'
-import type { PluginEntry, PluginRegistry } from '../../registry/registry'
-import type { WasiSpec } from '../../workers/protocol'
+import type { PluginRegistry } from '../../registry/registry'
 import type { WorkerPool } from '../../workers/pool'
 import type { Metrics } from '../metrics'
 
@@ -25,46 +24,6 @@ function parseJson (bytes: Uint8Array, what: string): { ok: true, value: unknown
     return { ok: true, value: JSON.parse(utf8.decode(bytes)) }
   } catch (err) {
     return { ok: false, message: `${what} is not valid JSON: ${(err as Error).message}` }
-  }
-}
-
-/** The export a json call runs: `?function=` or the first of execute, run, main. */
-function pickEntry (entry: PluginEntry, requested: string | undefined): string {
-  const d = entry.descriptor
-  if (d.abi === 'wasi') {
-    if (requested !== undefined && requested !== '_start') {
-      throw serviceError('FUNCTION_NOT_FOUND', [`'${requested}': a wasi plugin runs only _start`])
-    }
-    return '_start'
-  }
-  if (requested !== undefined) {
-    if (d.entries.includes(requested)) return requested
-    const exported = d.exports.some(e => e.name === requested && e.kind === 'func')
-    throw serviceError('FUNCTION_NOT_FOUND', [exported
-      ? `export '${requested}' is not a json entry: expected (i32, i32) -> (i32, i32) or (i32, i32) -> i64`
-      : `plugin '${d.name}' has no exported function '${requested}'`])
-  }
-  const fallback = JSON_ENTRY_FALLBACKS.find(name => d.entries.includes(name))
-  if (fallback === undefined) {
-    throw serviceError('FUNCTION_NOT_FOUND', [`plugin '${d.name}' exports none of ${JSON_ENTRY_FALLBACKS.join(', ')}; pick one of [${d.entries.join(', ')}] with ?function=`])
-  }
-  return fallback
-}
-
-function wasiSpec (entry: PluginEntry, registry: PluginRegistry, config: Config): WasiSpec | undefined {
-  const grant = entry.descriptor.capabilities.wasi
-  if (grant === undefined) return undefined
-  return {
-    args: grant.args,
-    env: grant.env,
-    preopens: grant.preopens.map(p => {
-      if (p.volume === '@plugin') {
-        return { guestPath: p.guest, hostPath: registry.volumePath(entry.descriptor.name), readOnly: p.mode === 'ro', quotaBytes: config.pluginDiskBytes }
-      }
-      const volume = config.volumes.get(p.volume)
-      if (volume === undefined) throw serviceError('CAPABILITY_DENIED', [`volume '${p.volume}' is no longer declared by the operator`])
-      return { guestPath: p.guest, hostPath: volume.hostPath, readOnly: p.mode === 'ro' || volume.readOnly }
-    })
   }
 }
 
@@ -88,7 +47,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
     const d = entry.descriptor
     const input: Uint8Array = Buffer.isBuffer(request.body) ? request.body : new Uint8Array(0)
     try {
-      const fn = pickEntry(entry, request.query.function)
+      const fn = pickEntry(d, request.query.function)
       if (entry.validateInput !== undefined) {
         const parsed = parseJson(input, 'body')
         if (!parsed.ok) throw serviceError('INVALID_INPUT', [parsed.message])
@@ -104,7 +63,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         memory: entry.memory,
         timeoutMs: d.limits.timeoutMs,
         outputBytes: d.limits.outputBytes,
-        wasi: wasiSpec(entry, registry, config)
+        wasi: wasiSpec(d, config, registry.volumePath(name))
       })
       if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-2048) }, 'plugin stderr')
       let contentType = 'application/json'

@@ -1,0 +1,48 @@
+// Builds the worker request for one call of a plugin: the entry to run (json ABI fallbacks,
+// `?function=`) and the WASI grant resolved to host directories. Shared by the execute route
+// and the CLI's `run`.
+import type { Config } from '../config'
+import { serviceError } from '../errors'
+import type { WasiSpec } from '../workers/protocol'
+import type { PluginDescriptor } from './descriptor'
+import { JSON_ENTRY_FALLBACKS } from './inspect'
+
+/** The export a call runs: `?function=` or the first of execute, run, main (json); `_start` (wasi). */
+export function pickEntry (d: PluginDescriptor, requested: string | undefined): string {
+  if (d.abi === 'wasi') {
+    if (requested !== undefined && requested !== '_start') {
+      throw serviceError('FUNCTION_NOT_FOUND', [`'${requested}': a wasi plugin runs only _start`])
+    }
+    return '_start'
+  }
+  if (requested !== undefined) {
+    if (d.entries.includes(requested)) return requested
+    const exported = d.exports.some(e => e.name === requested && e.kind === 'func')
+    throw serviceError('FUNCTION_NOT_FOUND', [exported
+      ? `export '${requested}' is not a json entry: expected (i32, i32) -> (i32, i32) or (i32, i32) -> i64`
+      : `plugin '${d.name}' has no exported function '${requested}'`])
+  }
+  const fallback = JSON_ENTRY_FALLBACKS.find(name => d.entries.includes(name))
+  if (fallback === undefined) {
+    throw serviceError('FUNCTION_NOT_FOUND', [`plugin '${d.name}' exports none of ${JSON_ENTRY_FALLBACKS.join(', ')}; pick one of [${d.entries.join(', ')}] with ?function=`])
+  }
+  return fallback
+}
+
+/** The WASI grant with volumes resolved to host paths, or undefined when WASI is not granted. */
+export function wasiSpec (d: PluginDescriptor, config: Config, pluginVolume: string): WasiSpec | undefined {
+  const grant = d.capabilities.wasi
+  if (grant === undefined) return undefined
+  return {
+    args: grant.args,
+    env: grant.env,
+    preopens: grant.preopens.map(p => {
+      if (p.volume === '@plugin') {
+        return { guestPath: p.guest, hostPath: pluginVolume, readOnly: p.mode === 'ro', quotaBytes: config.pluginDiskBytes }
+      }
+      const volume = config.volumes.get(p.volume)
+      if (volume === undefined) throw serviceError('CAPABILITY_DENIED', [`volume '${p.volume}' is no longer declared by the operator`])
+      return { guestPath: p.guest, hostPath: volume.hostPath, readOnly: p.mode === 'ro' || volume.readOnly }
+    })
+  }
+}

@@ -1,0 +1,56 @@
+// Turns upload bytes + manifest into a descriptor, under the operator's config: the one
+// place that resolves limits and grants and inspects the module. The registry publishes
+// what it returns; the CLI's `inspect` and `run` show and use the same thing.
+import type { Config } from '../config'
+import { describeExports, describeImports, inspectModule } from './inspect'
+import type { Inspection } from './inspect'
+import { resolveCapabilities, resolveLimits } from './manifest'
+import type { Abi, Capabilities, Manifest, PluginLimits } from './manifest'
+import { sha } from './store'
+
+/** What the API returns for a plugin (and what is stored on disk). */
+export interface PluginDescriptor {
+  name: string
+  version: string
+  sha256: string
+  abi: Abi
+  size: number
+  exports: Array<{ name: string, kind: string }>
+  imports: Array<{ module: string, name: string, kind: string }>
+  /** Exports callable with `?function=` under the json ABI. */
+  entries: string[]
+  limits: PluginLimits
+  capabilities: Capabilities
+  inputSchema?: Record<string, unknown> | boolean
+  outputSchema?: Record<string, unknown> | boolean
+  createdAt: string
+  updatedAt: string
+}
+
+/**
+ * Validates `bytes` under `manifest` and `config` and describes the plugin. Throws the
+ * catalogue errors INVALID_MODULE, INVALID_MANIFEST or CAPABILITY_DENIED.
+ */
+export function describePlugin (name: string, bytes: Uint8Array, manifest: Manifest, config: Config, createdAt?: string): { descriptor: PluginDescriptor, inspection: Inspection } {
+  const limits = resolveLimits(manifest.limits, config)
+  const capabilities = resolveCapabilities(manifest, config)
+  const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
+  const now = new Date().toISOString()
+  const descriptor: PluginDescriptor = {
+    name,
+    version: manifest.version ?? inspection.info.version ?? '0.0.0',
+    sha256: sha(bytes),
+    abi: inspection.abi,
+    size: bytes.length,
+    exports: describeExports(inspection.info.exports),
+    imports: describeImports(inspection.info.imports),
+    entries: inspection.entries,
+    limits,
+    capabilities,
+    ...(manifest.inputSchema !== undefined ? { inputSchema: manifest.inputSchema } : {}),
+    ...(manifest.outputSchema !== undefined ? { outputSchema: manifest.outputSchema } : {}),
+    createdAt: createdAt ?? now,
+    updatedAt: now
+  }
+  return { descriptor, inspection }
+}
