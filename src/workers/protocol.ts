@@ -30,7 +30,7 @@ export interface ExecuteTask {
   outputBytes: number
   /** Present when WASI is granted (always for the wasi ABI). */
   wasi: WasiSpec | undefined
-  /** See CONTROL_* below: start handshake, thread id and host fds, shared with the pool. */
+  /** See CONTROL_* below: the start handshake shared with the pool. */
   control: SharedArrayBuffer
 }
 
@@ -57,17 +57,13 @@ export type ExecuteResult = ExecuteOk | ExecuteFailure
 //   [STATE]     QUEUED -> RUNNING -> DONE, or QUEUED -> CANCELLED (queue timeout), or
 //               RUNNING -> KILLED (deadline): compare-exchange on both sides, so a result
 //               that finished in time is never thrown away and a cancelled task never runs
-//   [THREAD]    the worker's threadId, so the pool can find the thread it terminates
+//   [THREAD]    the worker's threadId (for diagnostics)
 //   bytes 8-15  (a Float64) Date.now() at start: the deadline counts from here, not from enqueue
-//   [FD_BASE..] host fds the call holds open, stored as fd + 1 (0 = free slot, as the
-//               buffer starts zeroed); closed by the pool if the thread is terminated
 export const CONTROL_STATE = 0
 export const CONTROL_THREAD = 1
 /** Index in a Float64Array view of the control buffer. */
 export const CONTROL_STARTED_F64 = 1
-export const CONTROL_FD_BASE = 4
-export const CONTROL_FD_SLOTS = 1024
-export const CONTROL_BYTES = (CONTROL_FD_BASE + CONTROL_FD_SLOTS) * 4
+export const CONTROL_BYTES = 16
 
 export const STATE_QUEUED = 0
 export const STATE_RUNNING = 1
