@@ -102,8 +102,11 @@ export class FileFd extends Descriptor {
   }
 
   override seek (offset: bigint, whence: number): bigint {
-    // seek(0, CUR) is how libc implements tell: FD_TELL is enough for it.
-    this.need(offset === 0n && whence === Whence.CUR ? Rights.FD_TELL : Rights.FD_SEEK)
+    // seek(0, CUR) is how libc implements tell: FD_TELL is enough for it (FD_SEEK too).
+    if (offset === 0n && whence === Whence.CUR && (this.rightsBase & Rights.FD_TELL) !== 0n) {
+      return BigInt(this.#pos)
+    }
+    this.need(Rights.FD_SEEK)
     const delta = BigInt.asIntN(64, offset)
     let base: bigint
     if (whence === Whence.SET) base = 0n

@@ -125,11 +125,6 @@ export class Jail {
     this.#useProc = useProc
   }
 
-  /** Whether directories are named through /proc fds (race-free) or real paths. */
-  get usesProc (): boolean {
-    return this.#useProc
-  }
-
   /** The node for a directory fd the caller owns (a preopen or an opened directory). */
   nodeFor (fd: number, realPath: string): DirNode {
     return this.#useProc ? new FdDirNode(fd) : new PathDirNode(realPath)

@@ -58,11 +58,12 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
   }
   const follows = (flags: number): boolean => (flags & Lookupflags.SYMLINK_FOLLOW) !== 0
 
-  function openResolved (dir: DirFd, loc: Located, oflags: number, base: bigint, inheriting: bigint, fdflags: number, write: boolean): Descriptor {
+  function openResolved (dir: DirFd, loc: Located, oflags: number, base: bigint, inheriting: bigint, fdflags: number): Descriptor {
     const pre = lstatOrNull(loc.hostPath)
     const creat = (oflags & Oflags.CREAT) !== 0
     const trunc = (oflags & Oflags.TRUNC) !== 0
     const wantDir = (oflags & Oflags.DIRECTORY) !== 0
+    const changes = creat || trunc || (fdflags & Fdflags.APPEND) !== 0
     if (pre === null) {
       if (!creat) fail(Errno.NOENT)
       if (wantDir) fail(Errno.INVAL)
@@ -71,13 +72,17 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       // Not following (no SYMLINK_FOLLOW): a symlink here is ELOOP, as with O_NOFOLLOW.
       if (pre.isSymbolicLink()) fail(Errno.LOOP)
       if (pre.isDirectory()) {
-        if (write || creat) fail(Errno.ISDIR)
+        // Write rights mean nothing to a directory (toolchains ask for every right);
+        // flags that would change it do.
+        if (changes) fail(Errno.ISDIR)
         return openDir(dir, loc, base, inheriting)
       }
       if (wantDir) fail(Errno.NOTDIR)
       // FIFOs, devices, sockets: opening one could block the worker or touch hardware.
       if (!pre.isFile()) fail(Errno.NOTSUP)
     }
+    const write = changes || (base & FILE_WRITE_RIGHTS) !== 0n
+    if (write) dir.volume.assertWritable()
     const read = (base & (Rights.FD_READ | Rights.FD_READDIR)) !== 0n
     const access = write ? (read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY
     const flags = access | O.O_NOFOLLOW | O.O_NONBLOCK | (creat ? O.O_CREAT : 0) |
@@ -186,13 +191,13 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       // everything and keep what they get (what wasi-libc does with fdstat too).
       const base = rightsBase & dir.rightsInheriting
       const inheriting = rightsInheriting & dir.rightsInheriting
-      const write = (base & FILE_WRITE_RIGHTS) !== 0n || (fdflags & Fdflags.APPEND) !== 0 ||
-        (oflags & Oflags.TRUNC) !== 0
-      if (write || (oflags & Oflags.CREAT) !== 0) dir.volume.assertWritable()
+      // Flags that change a file are refused on a read-only volume before anything is
+      // resolved; write rights are judged once the target is known to be a file.
+      if ((oflags & (Oflags.CREAT | Oflags.TRUNC)) !== 0 || (fdflags & Fdflags.APPEND) !== 0) dir.volume.assertWritable()
       // Checked before opening, so EMFILE never leaves a created file behind.
       if (table.size >= MAX_FDS) fail(Errno.MFILE)
       const desc = using(jail.resolve(dir.node, path, follows(dirflags)), (loc) =>
-        openResolved(dir, loc, oflags, base, inheriting, fdflags, write))
+        openResolved(dir, loc, oflags, base, inheriting, fdflags))
       if (desc instanceof DirFd) desc.fdflags = fdflags
       mem.setU32(fdPtr, table.add(desc))
       return Errno.SUCCESS
