@@ -5,11 +5,14 @@ import { ConfigError, loadConfig } from './config'
 import type { Config } from './config'
 
 export async function start (config: Config = loadConfig()): Promise<void> {
-  const app = await buildApp(config)
-  let closing = false
+  // Handlers first: as PID 1 in a container, node ignores SIGTERM until one is installed,
+  // and loading the registry can take a while.
+  const state: { app?: Awaited<ReturnType<typeof buildApp>>, closing: boolean } = { closing: false }
   const shutdown = (signal: string): void => {
-    if (closing) return
-    closing = true
+    if (state.closing) return
+    state.closing = true
+    const app = state.app
+    if (app === undefined) process.exit(0) // nothing accepted yet, nothing to drain
     app.log.info({ signal }, 'shutting down')
     app.close().then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'error while shutting down')
@@ -18,6 +21,8 @@ export async function start (config: Config = loadConfig()): Promise<void> {
   }
   process.once('SIGTERM', () => shutdown('SIGTERM'))
   process.once('SIGINT', () => shutdown('SIGINT'))
+  const app = await buildApp(config)
+  state.app = app
   await app.listen({ host: config.host, port: config.port })
 }
 

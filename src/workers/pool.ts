@@ -51,6 +51,8 @@ export class WorkerPool {
   readonly #options: PoolOptions
   readonly #events: PoolEvents
   readonly #inFlight = new Map<string, number>()
+  /** Calls submitted but not yet started by a thread (or cancelled): the queue we bound. */
+  #waiting = 0
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
@@ -60,7 +62,7 @@ export class WorkerPool {
       filename: options.workerFile ?? WORKER_FILE,
       minThreads: options.workers,
       maxThreads: options.workers,
-      maxQueue: options.queueMax,
+      maxQueue: options.queueMax + options.workers, // a backstop; #waiting is the real bound
       concurrentTasksPerWorker: 1,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       // No heap resourceLimits: guest memory lives outside the JS heap, and measured on
@@ -77,7 +79,7 @@ export class WorkerPool {
   }
 
   get queueSize (): number {
-    return this.#piscina.queueSize
+    return this.#waiting
   }
 
   /** Runs one plugin call. Throws catalogue errors; never a raw piscina error. */
@@ -105,9 +107,18 @@ export class WorkerPool {
     let failure: ServiceError | undefined
     let settled = false
 
+    // Counted here rather than through piscina's maxQueue, whose capacity also counts
+    // threads that are still starting, so a full queue is refused exactly at QUEUE_MAX.
+    if (this.#waiting >= this.#options.queueMax) {
+      throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
+    }
+    this.#waiting++
+    let queued = true
+    const leaveQueue = (): void => { if (queued) { queued = false; this.#waiting-- } }
     const started = Atomics.waitAsync(control, CONTROL_STATE, STATE_QUEUED, this.#options.queueTimeoutMs)
     const startedPromise = started.async ? started.value : Promise.resolve(started.value)
     const watcher = startedPromise.then(() => {
+      leaveQueue()
       if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) {
         failure = serviceError('OVERLOADED', [`no worker was free within ${this.#options.queueTimeoutMs} ms`], { retryAfterSeconds: 1 })
         return failure
@@ -140,6 +151,7 @@ export class WorkerPool {
       if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
       throw err
     } finally {
+      leaveQueue()
       settled = true
       if (deadlineTimer !== undefined) clearTimeout(deadlineTimer)
     }
