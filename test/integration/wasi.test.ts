@@ -98,6 +98,17 @@ suite('wasi ABI', () => {
     expect(res.json().code).toBe('CAPABILITY_DENIED')
   })
 
+  test('a json-ABI reactor built with wasi-libc runs with its WASI grant', async () => {
+    const wasm = cFixture('svc-reactor', { reactor: true })
+    const denied = await t.app.inject({ method: 'POST', url: '/plugins', ...uploadBody(wasm, { name: 'reactor-c' }) })
+    expect(denied.statusCode).toBe(422)
+    const up = await t.app.inject({ method: 'POST', url: '/plugins', ...uploadBody(wasm, { name: 'reactor-c', capabilities: { wasi: {} } }) })
+    expect(up.json()).toMatchObject({ abi: 'json', entries: ['execute'] })
+    const res = await exec('reactor-c', '{"abc":1}', 'application/json')
+    expect(res.statusCode).toBe(200)
+    expect(res.json()).toEqual({ length: 9 })
+  })
+
   test('stdout over outputBytes is 502 PLUGIN_INVALID_OUTPUT', async () => {
     await install('small-out', 'svc-wasi-echo', { limits: { outputBytes: 8 } })
     expect((await exec('small-out', '12345678')).statusCode).toBe(200)
