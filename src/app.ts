@@ -69,6 +69,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     queueMax: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
     pluginConcurrency: config.pluginConcurrency,
+    breakerThreshold: config.breakerThreshold,
+    breakerCooldownMs: config.breakerCooldownMs,
     ...(options.workerFile !== undefined ? { workerFile: options.workerFile } : {})
   }, { onTermination: metrics.terminated, onQueueWait: metrics.queueWait })
   app.addHook('onClose', async () => {

@@ -31,6 +31,8 @@ export interface Config {
   readonly maxOutputBytes: number
   readonly pluginDiskBytes: number
   readonly pluginConcurrency: number
+  readonly breakerThreshold: number
+  readonly breakerCooldownMs: number
   readonly maxPlugins: number
   readonly moduleCacheSize: number
   readonly volumes: ReadonlyMap<string, Volume>
@@ -63,6 +65,8 @@ const envSchema = {
     MAX_OUTPUT_BYTES: { type: 'integer', minimum: 1, maximum: 1024 * MiB, default: 16 * MiB },
     PLUGIN_DISK_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * MiB, default: 64 * MiB },
     PLUGIN_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100_000, default: 64 },
+    BREAKER_THRESHOLD: { type: 'integer', minimum: 0, maximum: 1000, default: 3 },
+    BREAKER_COOLDOWN_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000 },
     MAX_PLUGINS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000 },
     MODULE_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 64 },
     VOLUMES: { type: 'string', default: '' },
@@ -153,6 +157,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     maxOutputBytes: num('MAX_OUTPUT_BYTES'),
     pluginDiskBytes: num('PLUGIN_DISK_BYTES'),
     pluginConcurrency: num('PLUGIN_CONCURRENCY'),
+    breakerThreshold: num('BREAKER_THRESHOLD'),
+    breakerCooldownMs: num('BREAKER_COOLDOWN_MS'),
     maxPlugins: num('MAX_PLUGINS'),
     moduleCacheSize: num('MODULE_CACHE_SIZE'),
     volumes: parseVolumes(str('VOLUMES')),

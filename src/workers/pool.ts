@@ -17,6 +17,8 @@ import {
   CONTROL_BYTES, CONTROL_STARTED_F64, CONTROL_STATE, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING
 } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
+import { Breaker } from './breaker'
+import { FairQueue } from './fair-queue'
 
 /** The compiled worker; tests and production run the same file. */
 export const WORKER_FILE = resolve(__dirname, '..', '..', 'dist', 'workers', 'worker.js')
@@ -26,6 +28,9 @@ export interface PoolOptions {
   queueMax: number
   queueTimeoutMs: number
   pluginConcurrency: number
+  /** Deadline kills in a row that open a plugin's breaker (0: no breaker). */
+  breakerThreshold?: number
+  breakerCooldownMs?: number
   workerFile?: string
 }
 
@@ -51,18 +56,25 @@ export class WorkerPool {
   readonly #options: PoolOptions
   readonly #events: PoolEvents
   readonly #inFlight = new Map<string, number>()
-  /** Calls submitted but not yet started by a thread (or cancelled): the queue we bound. */
-  #waiting = 0
+  readonly #queue: FairQueue
+  readonly #breaker: Breaker | undefined
+  /** Calls handed to piscina but not yet started by a thread (a replacement is starting). */
+  #starting = 0
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
     this.#options = options
     this.#events = events
+    this.#queue = new FairQueue(options.workers)
+    const threshold = options.breakerThreshold ?? 0
+    this.#breaker = threshold > 0
+      ? new Breaker({ threshold, cooldownMs: options.breakerCooldownMs ?? 10_000, maxCooldownMs: 300_000 })
+      : undefined
     this.#piscina = new Piscina({
       filename: options.workerFile ?? WORKER_FILE,
       minThreads: options.workers,
       maxThreads: options.workers,
-      maxQueue: options.queueMax + options.workers, // a backstop; #waiting is the real bound
+      maxQueue: options.queueMax + options.workers, // a backstop: the fair queue is the real bound
       concurrentTasksPerWorker: 1,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       // No heap resourceLimits: guest memory lives outside the JS heap, and measured on
@@ -79,42 +91,75 @@ export class WorkerPool {
   }
 
   get queueSize (): number {
-    return this.#waiting
+    return this.#queue.waiting + this.#starting
   }
 
-  /** Runs one plugin call. Throws catalogue errors; never a raw piscina error. */
+  /**
+   * Runs one plugin call. Throws catalogue errors; never a raw piscina error.
+   * Admission, in order: the plugin's breaker, its calls in flight (PLUGIN_THROTTLED), the
+   * queue's size (OVERLOADED), then a fair wait for a thread (OVERLOADED past the timeout).
+   */
   async execute (request: ExecuteRequest): Promise<ExecuteOutcome> {
     if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
     const { plugin, ...rest } = request
-    const running = this.#inFlight.get(plugin) ?? 0
-    if (running >= this.#options.pluginConcurrency) {
-      throw serviceError('PLUGIN_THROTTLED', [`plugin '${plugin}' already has ${running} calls in flight`], { retryAfterSeconds: 1 })
+    const blockedMs = this.#breaker?.blockedFor(plugin) ?? 0
+    if (blockedMs > 0) {
+      throw serviceError('PLUGIN_THROTTLED', [`plugin '${plugin}' keeps running past its deadline; paused for ${Math.ceil(blockedMs / 1000)} s`],
+        { retryAfterSeconds: Math.ceil(blockedMs / 1000), details: { reason: 'deadline breaker' } })
     }
-    this.#inFlight.set(plugin, running + 1)
+    let outcome: 'ok' | 'deadline' | 'other' = 'other'
     try {
-      return await this.#run({ ...rest, control: new SharedArrayBuffer(CONTROL_BYTES) })
+      const running = this.#inFlight.get(plugin) ?? 0
+      if (running >= this.#options.pluginConcurrency) {
+        throw serviceError('PLUGIN_THROTTLED', [`plugin '${plugin}' already has ${running} calls in flight`], { retryAfterSeconds: 1 })
+      }
+      if (this.#queue.waiting >= this.#options.queueMax) {
+        throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
+      }
+      this.#inFlight.set(plugin, running + 1)
+      try {
+        const enqueued = performance.now()
+        // A plugin killed at its deadline since its last success may hold all threads but
+        // one, so its next runaway calls cannot starve everyone else; healthy plugins may use
+        // every thread (work-conserving), and the queue is round-robin across plugins.
+        const suspect = this.#breaker?.suspect(plugin) === true
+        await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, suspect ? this.#options.workers - 1 : this.#options.workers)
+        try {
+          const result = await this.#run({ ...rest, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued)
+          outcome = 'ok'
+          return result
+        } finally {
+          this.#queue.release(plugin)
+        }
+      } finally {
+        const left = (this.#inFlight.get(plugin) ?? 1) - 1
+        if (left === 0) this.#inFlight.delete(plugin); else this.#inFlight.set(plugin, left)
+      }
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'DEADLINE_EXCEEDED') outcome = 'deadline'
+      throw err
     } finally {
-      const left = (this.#inFlight.get(plugin) ?? 1) - 1
-      if (left === 0) this.#inFlight.delete(plugin); else this.#inFlight.set(plugin, left)
+      this.#breaker?.record(plugin, outcome)
     }
   }
 
-  async #run (task: ExecuteTask): Promise<ExecuteOutcome> {
+  /** Forgets a plugin's breaker state (after a replace or a delete). */
+  forget (plugin: string): void {
+    this.#breaker?.reset(plugin)
+  }
+
+  async #run (task: ExecuteTask, enqueued: number): Promise<ExecuteOutcome> {
     const control = new Int32Array(task.control)
     const abort = new AbortController()
-    const enqueued = performance.now()
     let deadlineTimer: NodeJS.Timeout | undefined
     let failure: ServiceError | undefined
     let settled = false
 
-    // Counted here rather than through piscina's maxQueue, whose capacity also counts
-    // threads that are still starting, so a full queue is refused exactly at QUEUE_MAX.
-    if (this.#waiting >= this.#options.queueMax) {
-      throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
-    }
-    this.#waiting++
+    // The fair queue granted a slot, but the thread may still be starting (a replacement
+    // after a kill): that wait is bounded by the queue timeout too.
+    this.#starting++
     let queued = true
-    const leaveQueue = (): void => { if (queued) { queued = false; this.#waiting-- } }
+    const leaveQueue = (): void => { if (queued) { queued = false; this.#starting-- } }
     const started = Atomics.waitAsync(control, CONTROL_STATE, STATE_QUEUED, this.#options.queueTimeoutMs)
     const startedPromise = started.async ? started.value : Promise.resolve(started.value)
     const watcher = startedPromise.then(() => {

@@ -32,7 +32,8 @@ suite('wasi ABI', () => {
     mkdirSync(fixtures)
     writeFileSync(join(fixtures, 'hello.txt'), 'hello from the fixtures volume\n')
     writeFileSync(join(outside, 'canary.txt'), 'CANARY-7f3a')
-    t = await buildTestApp({ VOLUMES: `fixtures=${fixtures}:ro`, ALLOWED_ENV: 'MODE' })
+    // The breaker would pause the fd-hoarding plugin after 3 kills; this suite needs 1,000.
+    t = await buildTestApp({ VOLUMES: `fixtures=${fixtures}:ro`, ALLOWED_ENV: 'MODE', BREAKER_THRESHOLD: '0' })
   })
   afterAll(async () => {
     await t.close()
@@ -72,7 +73,7 @@ suite('wasi ABI', () => {
     expect((await exec('counter', '')).json()).toEqual({ count: 2 })
     const dataDir = t.dataDir
     await t.close()
-    t = await buildTestApp({ VOLUMES: `fixtures=${fixtures}:ro`, ALLOWED_ENV: 'MODE' }, dataDir)
+    t = await buildTestApp({ VOLUMES: `fixtures=${fixtures}:ro`, ALLOWED_ENV: 'MODE', BREAKER_THRESHOLD: '0' }, dataDir)
     expect((await exec('counter', '')).json()).toEqual({ count: 3 })
     expect(readFileSync(join(dataDir, 'volumes', 'counter', 'count'), 'utf8')).toBe('3\n')
     await t.app.inject({ method: 'DELETE', url: '/plugins/counter' })
