@@ -175,7 +175,8 @@ export class WorkerPool {
         if (settled) return
         deadlineTimer = setTimeout(() => {
           if (Atomics.compareExchange(control, CONTROL_STATE, STATE_RUNNING, STATE_KILLED) !== STATE_RUNNING) return
-          failure = serviceError('DEADLINE_EXCEEDED', [task.timeoutMs], { details: { timeoutMs: task.timeoutMs } })
+          // ranMs - timeoutMs is the overshoot: how late the thread was stopped
+          failure = serviceError('DEADLINE_EXCEEDED', [task.timeoutMs], { details: { timeoutMs: task.timeoutMs, ranMs: Date.now() - startedAt } })
           this.#events.onTermination?.('deadline')
           abort.abort(failure)
           resolve(failure)
@@ -185,7 +186,12 @@ export class WorkerPool {
 
     let result: ExecuteResult
     try {
-      const run = this.#piscina.run(task, { signal: abort.signal }) as Promise<ExecuteResult>
+      // The input is moved, not copied, when it owns its whole ArrayBuffer (the execute route
+      // makes sure it does): a structured clone would copy it twice, and a view into Node's
+      // shared Buffer slab would copy the whole 8 KiB slab. The caller must not touch it after.
+      const input = task.input
+      const owned = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer && input.byteLength > 0
+      const run = this.#piscina.run(task, owned ? { signal: abort.signal, transferList: [input.buffer as ArrayBuffer] } : { signal: abort.signal }) as Promise<ExecuteResult>
       run.catch(() => {}) // still observed below; this only keeps a late rejection handled
       result = await Promise.race([run, watcher.then(err => { if (err.code === 'OVERLOADED') throw err; return run })])
     } catch (err) {

@@ -4,9 +4,12 @@
 import { threadId } from 'node:worker_threads'
 import { GuestError } from '../sandbox/guest-error'
 import { MemoryPool } from '../sandbox/memory-pool'
+import { lowerThreadPriority } from './thread-priority'
 import { runSandboxed } from '../sandbox/instance'
 import { CONTROL_STARTED_F64, CONTROL_STATE, CONTROL_THREAD, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
+
+lowerThreadPriority()
 
 const memories = new MemoryPool()
 const utf8 = new TextDecoder()
