@@ -3,12 +3,13 @@ import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import multipart from '@fastify/multipart'
 import type { Config } from './config'
+import { serviceError } from './errors'
 import { PluginRegistry } from './registry/registry'
 import { ModuleCache } from './registry/module-cache'
 import { PluginStore } from './registry/store'
 import { applyV8SandboxFlags } from './sandbox/v8-flags'
 import { installAuth } from './server/auth'
-import { installErrorHandler } from './server/error-handler'
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandler } from './server/error-handler'
 import { createMetrics } from './server/metrics'
 import { executeRoutes } from './server/routes/execute'
 import { healthRoutes } from './server/routes/health'
@@ -34,27 +35,59 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   // Before the first module is compiled: the tier choice that lets termination stop any loop.
   applyV8SandboxFlags(config.maxMemoryBytes, config.maxTableElements)
 
+  // The longest a request may legitimately sit silent on its socket: a call waits in the
+  // queue, then runs up to its deadline, before the first byte of the answer is written.
+  const longestCallMs = config.queueTimeoutMs + config.maxTimeoutMs
   const app = Fastify({
     logger: options.logger ?? { level: config.logLevel },
     requestIdHeader: 'x-request-id',
     // fastify's requestTimeout defaults to 0 (none): a slow client could hold a socket forever.
+    // Node enforces it (and headersTimeout) with a periodic sweep, by default every 30 s,
+    // which would let a trickling client overstay a short timeout by that much: sweep at a
+    // quarter of the shorter timeout instead (cheap: it walks the connections mid-request).
     requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.requestTimeoutMs + 10_000,
-    keepAliveTimeout: 72_000,
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
+    },
+    // Socket inactivity: never shorter than a call may run, or a slow plugin's answer would be
+    // cut off by a silent socket destroy.
+    connectionTimeout: Math.max(config.requestTimeoutMs, longestCallMs) + 10_000,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
     forceCloseConnections: 'idle',
     bodyLimit: 1024 * 1024,
+    // While draining, a request still arriving on an open connection is refused by the hook
+    // below, in our shape (fastify's own 503 carries no code).
+    return503OnClosing: false,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    routerOptions: { maxParamLength: 200 }
+    routerOptions: { maxParamLength: 200 },
+    // Errors raised before a route or a request exists, answered in our shape too.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler
   })
-  app.server.headersTimeout = 30_000
   let closing = false
   app.addHook('preClose', async () => { closing = true })
+  app.addHook('onRequest', async () => {
+    if (closing) throw serviceError('NOT_READY', ['shutting down'], { retryAfterSeconds: 1 })
+  })
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id)
     // While draining, answers close their connection: a keep-alive client would otherwise
     // hold the server open until keepAliveTimeout.
     if (closing) reply.header('connection', 'close')
+  })
+  app.addHook('onResponse', async (request) => {
+    // Answered before the whole body arrived (an upload refused at a limit or at a bad part,
+    // with the body piped into the multipart parser): node only drains bodies nobody read,
+    // so the rest would sit unread in front of the next request on this keep-alive
+    // connection, which would hang until the request timeout. Drain it as node would.
+    // (Closing instead makes clients that are still sending lose the answer to EPIPE.)
+    if (!request.raw.complete) {
+      request.raw.unpipe()
+      request.raw.resume()
+    }
   })
 
   // The gauges read the pool lazily: it is created below, after the registry has loaded.

@@ -41,6 +41,8 @@ export interface Config {
   readonly executeTokens: readonly string[]
   readonly logLevel: string
   readonly requestTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
 }
 
 /** Environment variable -> config key, with its JSON-schema type. Also the README's table. */
@@ -74,7 +76,10 @@ const envSchema = {
     AUTH_TOKEN: { type: 'string', minLength: 16 },
     EXECUTE_TOKENS: { type: 'string', default: '' },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
-    REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 120_000 }
+    REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 120_000 },
+    // Default: min(30 s, REQUEST_TIMEOUT_MS), computed below; node wants it <= the request timeout.
+    HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
+    KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 }
   }
 } as const
 
@@ -167,6 +172,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     executeTokens,
     logLevel: str('LOG_LEVEL'),
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
+    headersTimeoutMs: (v.HEADERS_TIMEOUT_MS as number | undefined) ?? Math.min(30_000, num('REQUEST_TIMEOUT_MS')),
+    keepAliveTimeoutMs: num('KEEP_ALIVE_TIMEOUT_MS'),
     ...overrides
   }
   checkConsistency(config)
@@ -181,6 +188,9 @@ function checkConsistency (c: Config): void {
   ]
   for (const [dn, d, mn, m] of pairs) {
     if (d > m) throw new ConfigError(`invalid configuration: ${dn} (${d}) is above ${mn} (${m})`)
+  }
+  if (c.headersTimeoutMs > c.requestTimeoutMs) {
+    throw new ConfigError(`invalid configuration: HEADERS_TIMEOUT_MS (${c.headersTimeoutMs}) is above REQUEST_TIMEOUT_MS (${c.requestTimeoutMs})`)
   }
   if (c.maxMemoryBytes % PAGE !== 0 || c.defaultMemoryBytes % PAGE !== 0) {
     throw new ConfigError('invalid configuration: memory sizes must be multiples of 65536 (one wasm page)')

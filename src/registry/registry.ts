@@ -3,7 +3,7 @@
 // finish on the old version and later calls see the new one.
 import { basename } from 'node:path'
 import type { Config } from '../config'
-import { serviceError } from '../errors'
+import { isServiceError, serviceError } from '../errors'
 import { describePlugin } from './descriptor'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
@@ -52,8 +52,13 @@ export class PluginRegistry {
   readonly #events: RegistryEvents
   readonly #plugins = new Map<string, PluginEntry>()
   readonly #locks = new Map<string, Promise<unknown>>()
-  /** Module hashes being published right now: not garbage, though no entry points at them yet. */
-  readonly #publishing = new Map<string, number>()
+  /**
+   * Module files are shared by content: publishes hold this lock shared from writing a module
+   * until their entry is visible; collecting unreferenced modules holds it alone. Otherwise a
+   * collection that listed a module as garbage could delete it just after a publish of the
+   * same bytes found it already on disk, leaving a descriptor without its module.
+   */
+  readonly #modules = new SharedLock()
 
   constructor (config: Config, store: PluginStore, cache: ModuleCache, events: RegistryEvents = {}) {
     this.#config = config
@@ -65,7 +70,9 @@ export class PluginRegistry {
   /** Loads every stored plugin; one that no longer validates is logged and skipped. */
   async load (log: (msg: string, err?: unknown) => void): Promise<void> {
     await this.#store.init()
+    const described = new Set<string>()
     for (const { name, record, error } of await this.#store.listDescriptors()) {
+      described.add(name)
       if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
         const { descriptor, manifest } = record as StoredRecord
@@ -77,6 +84,7 @@ export class PluginRegistry {
       }
     }
     await this.#collect()
+    await this.#store.sweepVolumes(described)
     this.#events.onChange?.(this.#plugins.size)
   }
 
@@ -144,18 +152,26 @@ export class PluginRegistry {
       throw serviceError('INVALID_MODULE', [(err as Error).message.replace(/^WebAssembly\.compile\(\): /, '')])
     }
     const entry = this.#entry(descriptor, manifest, inspection)
-    if (capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) await this.#store.ensureVolume(name)
-    this.#publishing.set(sha256, (this.#publishing.get(sha256) ?? 0) + 1)
     try {
-      // Module first, then the descriptor that points at it: a crash between the two leaves
-      // only an unreferenced module, which the next start collects.
-      await this.#store.putModule(sha256, bytes)
-      await this.#store.putDescriptor(name, { descriptor, manifest } satisfies StoredRecord)
-      this.#cache.set(cacheKey(descriptor), compiled)
-      this.#plugins.set(name, entry)
-    } finally {
-      const n = (this.#publishing.get(sha256) ?? 1) - 1
-      if (n === 0) this.#publishing.delete(sha256); else this.#publishing.set(sha256, n)
+      if (capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) await this.#store.ensureVolume(name)
+      await this.#modules.shared(async () => {
+        // Module first, then the descriptor that points at it: a crash between the two leaves
+        // only an unreferenced module, which the next start collects.
+        await this.#store.putModule(sha256, bytes)
+        await this.#store.putDescriptor(name, { descriptor, manifest } satisfies StoredRecord)
+        this.#cache.set(cacheKey(descriptor), compiled)
+        this.#plugins.set(name, entry)
+      })
+    } catch (err) {
+      // A full disk refuses with "nothing was written", and leaves nothing behind: not the
+      // module it wrote before the descriptor failed (unless another plugin uses it), nor
+      // the volume a new plugin would have had. (Other errors may come after the descriptor's
+      // rename: the disk is left as it is, and the next start collects what is unreferenced.)
+      if (isServiceError(err) && err.code === 'INSUFFICIENT_STORAGE') {
+        await this.#collect().catch(() => {})
+        if (previous === undefined) await this.#store.removeVolume(name).catch(() => {})
+      }
+      throw err
     }
     this.#events.onChange?.(this.#plugins.size)
     if (previous !== undefined && previous.sha256 !== sha256) await this.#collect()
@@ -178,9 +194,9 @@ export class PluginRegistry {
   }
 
   async #collect (): Promise<void> {
-    const live = new Set([...this.#plugins.values()].map(p => p.descriptor.sha256))
-    for (const hash of this.#publishing.keys()) live.add(hash)
-    await this.#store.collectModules(live)
+    await this.#modules.exclusive(async () => {
+      await this.#store.collectModules(new Set([...this.#plugins.values()].map(p => p.descriptor.sha256)))
+    })
   }
 
   /** Runs `fn` after every earlier mutation of `name` has finished. */
@@ -199,6 +215,40 @@ export class PluginRegistry {
   /** The host directory of a plugin's `@plugin` volume. */
   volumePath (name: string): string {
     return this.#store.volumePath(name)
+  }
+}
+
+/** A fair readers-writer lock: holders of `shared` run together, `exclusive` runs alone; FIFO. */
+class SharedLock {
+  #shared = 0
+  #exclusive = false
+  readonly #waiting: Array<{ exclusive: boolean, grant: () => void }> = []
+
+  async shared<T> (fn: () => Promise<T>): Promise<T> {
+    await this.#acquire(false)
+    try { return await fn() } finally { this.#shared--; this.#drain() }
+  }
+
+  async exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    await this.#acquire(true)
+    try { return await fn() } finally { this.#exclusive = false; this.#drain() }
+  }
+
+  async #acquire (exclusive: boolean): Promise<void> {
+    await new Promise<void>(resolve => {
+      this.#waiting.push({ exclusive, grant: resolve })
+      this.#drain()
+    })
+  }
+
+  #drain (): void {
+    while (this.#waiting.length > 0 && !this.#exclusive) {
+      const next = this.#waiting[0] as { exclusive: boolean, grant: () => void }
+      if (next.exclusive && this.#shared > 0) return
+      this.#waiting.shift()
+      if (next.exclusive) this.#exclusive = true; else this.#shared++
+      next.grant()
+    }
   }
 }
 

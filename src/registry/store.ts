@@ -35,12 +35,17 @@ export class PluginStore {
 
   /** Creates the layout and sweeps temp files a crash left behind. */
   async init (): Promise<void> {
-    for (const d of [this.#dir, this.#modules, this.#plugins, this.#volumes]) await mkdir(d, { recursive: true })
-    await rm(this.#tmp, { recursive: true, force: true })
-    await mkdir(this.#tmp, { recursive: true })
+    for (const d of [this.#dir, this.#modules, this.#plugins, this.#volumes, this.#tmp]) await mkdir(d, { recursive: true })
+    // Emptied rather than removed and made again: on a full disk a new directory may not fit,
+    // and the service must still start (and serve, and delete).
+    for (const entry of await readdir(this.#tmp)) await rm(join(this.#tmp, entry), { recursive: true, force: true })
   }
 
-  /** Writes `bytes` to `path` atomically and durably. Throws INSUFFICIENT_STORAGE on a full disk. */
+  /**
+   * Writes `bytes` to `dir/file` atomically and durably. A full disk before the rename throws
+   * INSUFFICIENT_STORAGE, and then nothing was written; after the rename the new content is
+   * in place, and an error (of the directory fsync) is not a "nothing was written".
+   */
   async #atomicWrite (dir: string, file: string, bytes: Uint8Array): Promise<void> {
     const tmp = join(this.#tmp, `${file}.${randomBytes(6).toString('hex')}`)
     try {
@@ -52,12 +57,12 @@ export class PluginStore {
         await fh.close()
       }
       await rename(tmp, join(dir, file))
-      await fsyncDir(dir)
     } catch (err) {
       await rm(tmp, { force: true })
       if (isNoSpace(err)) throw serviceError('INSUFFICIENT_STORAGE')
       throw err
     }
+    await fsyncDir(dir)
   }
 
   async putModule (sha256: string, bytes: Uint8Array): Promise<void> {
@@ -121,8 +126,28 @@ export class PluginStore {
 
   async ensureVolume (name: string): Promise<string> {
     const path = this.volumePath(name)
-    await mkdir(path, { recursive: true })
+    try {
+      await mkdir(path, { recursive: true })
+    } catch (err) {
+      if (isNoSpace(err)) throw serviceError('INSUFFICIENT_STORAGE')
+      throw err
+    }
     return path
+  }
+
+  /**
+   * Removes the volumes of plugins that have no descriptor on disk. A delete commits when its
+   * descriptor is unlinked and removes the volume after that: a crash in between must not
+   * hand the deleted plugin's files to the next plugin of the same name.
+   */
+  async sweepVolumes (described: ReadonlySet<string>): Promise<number> {
+    let removed = 0
+    for (const name of await readdir(this.#volumes)) {
+      if (described.has(name)) continue
+      await this.removeVolume(name)
+      removed++
+    }
+    return removed
   }
 
   async removeVolume (name: string): Promise<void> {

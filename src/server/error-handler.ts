@@ -2,6 +2,7 @@
 // {statusCode, code, error, message} (+ details), with a code from the catalogue. Client
 // mistakes are 4xx; a 500 always means a bug of ours, logged with its stack, never leaked.
 import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isServiceError, serviceError } from '../errors'
 import type { ErrorCode, ServiceError } from '../errors'
@@ -14,6 +15,12 @@ const FRAMEWORK_CODES: Record<string, ErrorCode> = {
   FST_FILES_LIMIT: 'PAYLOAD_TOO_LARGE',
   FST_FIELDS_LIMIT: 'PAYLOAD_TOO_LARGE',
   FST_PROTO_VIOLATION: 'INVALID_REQUEST',
+  // @fastify/multipart parses a field sent as application/json; `manifest` is the only field.
+  FST_INVALID_JSON_FIELD_ERROR: 'INVALID_MANIFEST',
+  FST_MP_PREMATURE_CLOSE: 'INVALID_REQUEST',
+  // Raised by the router before any route runs (see frameworkErrorHandler).
+  FST_ERR_BAD_URL: 'INVALID_REQUEST',
+  FST_ERR_MAX_PARAM_LENGTH: 'INVALID_REQUEST',
   FST_INVALID_MULTIPART_CONTENT_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_REQUEST',
@@ -21,6 +28,12 @@ const FRAMEWORK_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_REQUEST',
   FST_ERR_VALIDATION: 'INVALID_REQUEST'
 }
+
+/**
+ * A request whose client went away mid-body (node's 'aborted', a reset, or our own 408 cutting
+ * it off): nobody reads the answer, and it is not a bug of ours to log as one.
+ */
+const CLIENT_GONE = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE'])
 
 const BY_STATUS: Record<number, ErrorCode> = {
   400: 'INVALID_REQUEST',
@@ -42,6 +55,7 @@ export function toServiceError (err: FastifyError | Error): ServiceError {
     out.message = err.message
     return out
   }
+  if (code !== undefined && CLIENT_GONE.has(code)) return serviceError('INVALID_REQUEST', ['the client closed the connection before the request was complete'])
   if (status !== undefined && status >= 400 && status < 500) {
     const out = serviceError('INVALID_REQUEST', [err.message])
     out.statusCode = status
@@ -59,6 +73,48 @@ export function errorBody (err: ServiceError): Record<string, unknown> {
   }
   if (err.details !== undefined) body.details = err.details
   return body
+}
+
+/**
+ * Fastify's `frameworkErrors` option: errors the router raises before a route (and so before
+ * the error handler) is chosen, such as a malformed percent-encoding or a path parameter over
+ * `maxParamLength`. Without it fastify answers in its own shape, with a code of its own.
+ */
+export function frameworkErrorHandler (raw: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const err = toServiceError(raw)
+  request.log.info({ code: err.code, statusCode: err.statusCode }, err.message)
+  reply.code(err.statusCode).type('application/json').header('x-request-id', request.id).send(errorBody(err))
+}
+
+/** What node's HTTP parser reports on a connection, answered before any request exists. */
+const CLIENT_ERRORS: Record<string, { status: number, message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, message: 'the request (headers or body) did not arrive in time' },
+  HPE_HEADER_OVERFLOW: { status: 431, message: 'request headers are too large' }
+}
+
+/**
+ * Fastify's `clientErrorHandler` option: a connection-level error (a request or header
+ * timeout, a malformed request line, headers too large). There is no request object yet, so
+ * the answer is written on the socket by hand, in the same shape as every other error, and
+ * the connection is closed.
+ */
+export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const known = err.code !== undefined ? CLIENT_ERRORS[err.code] : undefined
+  const status = known?.status ?? 400
+  const body = JSON.stringify({
+    statusCode: status,
+    code: 'INVALID_REQUEST' satisfies ErrorCode,
+    error: STATUS_CODES[status] ?? 'Error',
+    message: known?.message ?? 'malformed HTTP request'
+  })
+  this.log.debug({ err }, 'client error')
+  // Never write into a response that has started (node's own handler checks the same).
+  const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && response?.headersSent !== true) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
 
 export function installErrorHandler (app: FastifyInstance): void {

@@ -2,7 +2,7 @@
 // one file part `module` and an optional small text field `manifest`.
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { Config } from '../../config'
-import { serviceError } from '../../errors'
+import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
 import type { PluginRegistry, Upload } from '../../registry/registry'
 import type { Metrics } from '../metrics'
@@ -21,6 +21,25 @@ const nameParams = {
   properties: { name: { type: 'string', pattern: NAME_PATTERN } }
 } as const
 
+/**
+ * Refuses a manifest that would poison a prototype if some code ever merged it into an
+ * object: a `__proto__` key, or a `constructor` holding a `prototype` (fastify's own rule for
+ * JSON bodies, which multipart fields do not go through). Text that is not JSON is left to
+ * parseManifest, which names the problem.
+ */
+function refusePoisonedManifest (text: string): void {
+  try {
+    JSON.parse(text, function (key, value: unknown) {
+      if (key === '__proto__' || (key === 'constructor' && typeof value === 'object' && value !== null && Object.hasOwn(value, 'prototype'))) {
+        throw serviceError('INVALID_MANIFEST', [`the key '${key}' is not allowed (prototype poisoning)`])
+      }
+      return value
+    })
+  } catch (err) {
+    if (isServiceError(err)) throw err
+  }
+}
+
 /** Reads the multipart body: exactly one `module` file, at most one `manifest` field. */
 async function readUpload (request: FastifyRequest): Promise<Upload> {
   if (!request.isMultipart()) {
@@ -29,23 +48,36 @@ async function readUpload (request: FastifyRequest): Promise<Upload> {
   let bytes: Buffer | undefined
   let filename: string | undefined
   let manifest: string | undefined
-  for await (const part of request.parts()) {
-    if (part.type === 'file') {
-      if (part.fieldname !== 'module' || bytes !== undefined) {
-        part.file.resume()
-        throw serviceError('INVALID_REQUEST', [`unexpected file part '${part.fieldname}'; send one file part named 'module'`])
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'module' || bytes !== undefined) {
+          part.file.resume()
+          throw serviceError('INVALID_REQUEST', [`unexpected file part '${part.fieldname}'; send one file part named 'module'`])
+        }
+        bytes = await part.toBuffer()
+        filename = part.filename
+      } else if (part.fieldname === 'manifest' && manifest === undefined) {
+        if (part.valueTruncated) throw serviceError('PAYLOAD_TOO_LARGE', [`manifest is over ${MANIFEST_FIELD_BYTES} bytes`])
+        // @fastify/multipart parses a field sent as application/json (refusing poisoned keys,
+        // FST_INVALID_JSON_FIELD_ERROR); take it back as text either way.
+        manifest = part.mimetype === 'application/json' ? JSON.stringify(part.value) : String(part.value)
+      } else {
+        throw serviceError('INVALID_REQUEST', [`unexpected field '${part.fieldname}'; only 'manifest' is accepted`])
       }
-      bytes = await part.toBuffer()
-      filename = part.filename
-    } else if (part.fieldname === 'manifest' && manifest === undefined) {
-      if (part.valueTruncated) throw serviceError('PAYLOAD_TOO_LARGE', [`manifest is over ${MANIFEST_FIELD_BYTES} bytes`])
-      // @fastify/multipart parses a field sent as application/json; take the text either way.
-      manifest = typeof part.value === 'string' ? part.value : JSON.stringify(part.value)
-    } else {
-      throw serviceError('INVALID_REQUEST', [`unexpected field '${part.fieldname}'; only 'manifest' is accepted`])
     }
+  } catch (err) {
+    // Errors with a status are ours or the multipart plugin's (limits, JSON fields). The
+    // multipart parser reports what it cannot read in the client's bytes (no boundary, a body
+    // that ends mid-part, a malformed part header) as plain Errors: the client's mistake, not
+    // a 500. Anything else (a TypeError...) would be a bug of ours and stays one.
+    if (err instanceof Error && Object.getPrototypeOf(err) === Error.prototype && !('statusCode' in err)) {
+      throw serviceError('INVALID_REQUEST', [`malformed multipart body: ${err.message}`])
+    }
+    throw err
   }
   if (bytes === undefined) throw serviceError('INVALID_REQUEST', ['missing the file part "module"'])
+  if (manifest !== undefined) refusePoisonedManifest(manifest)
   return { bytes, manifest, filename }
 }
 
