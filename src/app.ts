@@ -94,7 +94,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads }))
   const store = new PluginStore(config.dataDir)
   const cache = new ModuleCache(config.moduleCacheSize, { onCompile: metrics.compiled })
-  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded })
+  // A replaced or deleted plugin starts with a closed breaker (pool is created below).
+  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name) })
   await registry.load((msg, err) => app.log.warn({ err }, msg))
 
   const pool = new WorkerPool({

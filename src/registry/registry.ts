@@ -33,6 +33,8 @@ export interface Upload {
 
 export interface RegistryEvents {
   onChange?: (count: number) => void
+  /** A plugin was replaced or deleted: state kept about its old version must go. */
+  onRetire?: (name: string) => void
 }
 
 interface StoredRecord { descriptor: PluginDescriptor, manifest: Manifest }
@@ -137,6 +139,7 @@ export class PluginRegistry {
       await this.#store.deleteDescriptor(name)
       this.#plugins.delete(name)
       this.#events.onChange?.(this.#plugins.size)
+      this.#events.onRetire?.(name)
       await this.#store.removeVolume(name)
       await this.#collect()
     })
@@ -174,6 +177,7 @@ export class PluginRegistry {
       throw err
     }
     this.#events.onChange?.(this.#plugins.size)
+    if (previous !== undefined) this.#events.onRetire?.(name)
     if (previous !== undefined && previous.sha256 !== sha256) await this.#collect()
     return descriptor
   }

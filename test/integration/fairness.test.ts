@@ -65,3 +65,12 @@ test('one plugin\'s flood does not delay another plugin\'s call behind it', asyn
   // served after at most the calls already running (and one more), not after the flood
   expect(order.indexOf('echo')).toBeLessThanOrEqual(3)
 }, 60_000)
+
+test('replacing a paused plugin closes its breaker', async () => {
+  const app = await setup({ BREAKER_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' })
+  for (let i = 0; i < 2; i++) expect((await call(app, 'runaway', '{}', '?function=loop')).statusCode).toBe(504)
+  expect((await call(app, 'runaway')).statusCode).toBe(429)
+  const put = await app.app.inject({ method: 'PUT', url: '/plugins/runaway', ...uploadBody(await watFixture('echo'), {}) })
+  expect(put.statusCode).toBe(200)
+  expect((await call(app, 'runaway', '{"fixed":true}')).json()).toEqual({ fixed: true })
+})
