@@ -26,9 +26,10 @@ import { ModuleCache } from '../../src/registry/module-cache'
 import { PluginRegistry } from '../../src/registry/registry'
 import { PluginStore, sha } from '../../src/registry/store'
 
-jest.setTimeout(150_000)
+jest.setTimeout(150_000 * Math.ceil(Math.max(21, Number(process.env.CRASH_KILLS ?? 21)) / 21))
 
-const KILLS = 21
+// CRASH_KILLS raises the count (`npm run soak:crash` kills 100 times).
+const KILLS = Math.max(21, Number(process.env.CRASH_KILLS ?? 21))
 const NAMES = 12
 const LANES = 4
 const ENV = { WORKERS: '1', LOG_LEVEL: 'warn' }

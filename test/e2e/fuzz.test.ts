@@ -22,11 +22,13 @@ import { cFixture, hasClang, watFixture } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 
-jest.setTimeout(180_000)
+// FUZZ_SCALE multiplies every run count (`npm run soak:fuzz` sends 100,000+ requests).
+const SCALE = Math.max(1, Number(process.env.FUZZ_SCALE ?? 1))
+jest.setTimeout(180_000 * SCALE)
 
 const MAX_INPUT_BYTES = 16 * 1024
 const MAX_UPLOAD_BYTES = 512 * 1024
-const RUNS = { uploads: 1400, framing: 500, routes: 1700, execute: 1400, headers: 500 }
+const RUNS = { uploads: 1400 * SCALE, framing: 500 * SCALE, routes: 1700 * SCALE, execute: 1400 * SCALE, headers: 500 * SCALE }
 
 const seed = testSeed('FUZZ_SEED', 'fuzz.test')
 let server: RunningServer
