@@ -1,6 +1,7 @@
 // Isolation: throughput of a healthy plugin while a client hammers a runaway one, as a ratio
 // of the same without it, in one run (trials interleaved). `npm run bench:isolation`.
 //   ISOLATION_SECONDS=5 ISOLATION_TRIALS=3
+import { execFile } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { call, quantile, root, startService, upload, watFixture } from './service.mts'
@@ -26,15 +27,16 @@ async function trial (service: Service, hammer: boolean): Promise<Trial> {
       latencies.push(performance.now() - t0)
     }
   })
+  // The hostile client runs in its own process and ignores retry-after.
   const runaway = hammer
-    ? Array.from({ length: HAMMER_CLIENTS }, async () => {
-      while (performance.now() < end) {
-        const res = await call(service.url, 'runaway', '{}', '?function=loop')
-        runawayCalls++
-        statuses[res.status] = (statuses[res.status] ?? 0) + 1
-        // a well-behaved client honours retry-after; a hostile one would not: this one does not
-      }
-    })
+    ? [new Promise<void>((resolve, reject) => {
+        execFile(process.execPath, [join(root, 'bench/hammer.mts'), service.url, String(SECONDS), String(HAMMER_CLIENTS)], (err, stdout) => {
+          if (err !== null) { reject(err); return }
+          Object.assign(statuses, JSON.parse(stdout) as Record<string, number>)
+          runawayCalls = Object.values(statuses).reduce((a, b) => a + b, 0)
+          resolve()
+        })
+      })]
     : []
   await Promise.all([...healthy, ...runaway])
   latencies.sort((a, b) => a - b)

@@ -5,7 +5,7 @@
 // it with a doubled cool-down (capped).
 
 export interface BreakerOptions {
-  /** Deadline kills in a row (without a success between) that open the breaker. */
+  /** Deadline kills in a row (without a success between) that open the breaker; 0: never. */
   threshold: number
   cooldownMs: number
   maxCooldownMs: number
@@ -57,7 +57,7 @@ export class Breaker {
       s.cooldownMs = Math.min(s.cooldownMs * 2, this.#options.maxCooldownMs)
       s.openUntil = now + s.cooldownMs
       s.probing = false
-    } else if (s.kills >= this.#options.threshold) {
+    } else if (this.#options.threshold > 0 && s.kills >= this.#options.threshold) {
       s.openUntil = now + s.cooldownMs
     }
   }

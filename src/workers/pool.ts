@@ -23,6 +23,9 @@ import { FairQueue } from './fair-queue'
 /** The compiled worker; tests and production run the same file. */
 export const WORKER_FILE = resolve(__dirname, '..', '..', 'dist', 'workers', 'worker.js')
 
+/** Longest a refusal of a paused plugin is held back. */
+const TARPIT_MS = 1000
+
 export interface PoolOptions {
   workers: number
   queueMax: number
@@ -57,7 +60,7 @@ export class WorkerPool {
   readonly #events: PoolEvents
   readonly #inFlight = new Map<string, number>()
   readonly #queue: FairQueue
-  readonly #breaker: Breaker | undefined
+  readonly #breaker: Breaker
   /** Calls handed to piscina but not yet started by a thread (a replacement is starting). */
   #starting = 0
   #closed = false
@@ -66,10 +69,8 @@ export class WorkerPool {
     this.#options = options
     this.#events = events
     this.#queue = new FairQueue(options.workers)
-    const threshold = options.breakerThreshold ?? 0
-    this.#breaker = threshold > 0
-      ? new Breaker({ threshold, cooldownMs: options.breakerCooldownMs ?? 10_000, maxCooldownMs: 300_000 })
-      : undefined
+    // Threshold 0 never pauses a plugin, but still tracks runaway suspects for the queue.
+    this.#breaker = new Breaker({ threshold: options.breakerThreshold ?? 0, cooldownMs: options.breakerCooldownMs ?? 10_000, maxCooldownMs: 300_000 })
     this.#piscina = new Piscina({
       filename: options.workerFile ?? WORKER_FILE,
       minThreads: options.workers,
@@ -102,8 +103,12 @@ export class WorkerPool {
   async execute (request: ExecuteRequest): Promise<ExecuteOutcome> {
     if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
     const { plugin, ...rest } = request
-    const blockedMs = this.#breaker?.blockedFor(plugin) ?? 0
+    const blockedMs = this.#breaker.blockedFor(plugin)
     if (blockedMs > 0) {
+      // A tarpit: the refusal itself waits (up to a second), so a client that ignores
+      // retry-after and loops on a paused plugin costs one cheap timer per second per
+      // connection instead of a request per millisecond.
+      await new Promise(resolve => setTimeout(resolve, Math.min(blockedMs, TARPIT_MS)))
       throw serviceError('PLUGIN_THROTTLED', [`plugin '${plugin}' keeps running past its deadline; paused for ${Math.ceil(blockedMs / 1000)} s`],
         { retryAfterSeconds: Math.ceil(blockedMs / 1000), details: { reason: 'deadline breaker' } })
     }
@@ -122,7 +127,7 @@ export class WorkerPool {
         // A plugin killed at its deadline since its last success may hold all threads but
         // one, so its next runaway calls cannot starve everyone else; healthy plugins may use
         // every thread (work-conserving), and the queue is round-robin across plugins.
-        const suspect = this.#breaker?.suspect(plugin) === true
+        const suspect = this.#breaker.suspect(plugin)
         await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, suspect ? this.#options.workers - 1 : this.#options.workers)
         try {
           const result = await this.#run({ ...rest, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued)
@@ -139,13 +144,13 @@ export class WorkerPool {
       if ((err as { code?: unknown }).code === 'DEADLINE_EXCEEDED') outcome = 'deadline'
       throw err
     } finally {
-      this.#breaker?.record(plugin, outcome)
+      this.#breaker.record(plugin, outcome)
     }
   }
 
   /** Forgets a plugin's breaker state (after a replace or a delete). */
   forget (plugin: string): void {
-    this.#breaker?.reset(plugin)
+    this.#breaker.reset(plugin)
   }
 
   async #run (task: ExecuteTask, enqueued: number): Promise<ExecuteOutcome> {
@@ -190,7 +195,8 @@ export class WorkerPool {
       // makes sure it does): a structured clone would copy it twice, and a view into Node's
       // shared Buffer slab would copy the whole 8 KiB slab. The caller must not touch it after.
       const input = task.input
-      const owned = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer && input.byteLength > 0
+      const owned = input.byteLength > 0 && input.byteOffset === 0 && input.byteLength === input.buffer.byteLength &&
+        Object.prototype.toString.call(input.buffer) === '[object ArrayBuffer]' // not a SharedArrayBuffer, from any realm
       const run = this.#piscina.run(task, owned ? { signal: abort.signal, transferList: [input.buffer as ArrayBuffer] } : { signal: abort.signal }) as Promise<ExecuteResult>
       run.catch(() => {}) // still observed below; this only keeps a late rejection handled
       result = await Promise.race([run, watcher.then(err => { if (err.code === 'OVERLOADED') throw err; return run })])
