@@ -1,5 +1,6 @@
 // Deadline overshoot: how long after `timeoutMs` a runaway call's 504 arrives, over real
-// HTTP against `node dist/main.js`. A benchmark, not a test: run `npm run bench:deadline`.
+// HTTP against `node dist/main.js`. A benchmark, not a test: run `npm run bench:deadline`
+// (BENCH_DIST=/other/build/dist to run another build).
 import { spawn } from 'node:child_process'
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,8 +18,9 @@ async function main (): Promise<void> {
   const wasm = Buffer.from(wabt.parseWat('hostile.wat', source, { bulk_memory: true, multi_value: true }).toBinary({}).buffer)
   const dataDir = mkdtempSync(join(tmpdir(), 'wph-bench-'))
   const port = 18000 + Math.floor(Math.random() * 1000)
-  const child = spawn(process.execPath, [join(root, 'dist/main.js')], {
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', WORKERS: '2' },
+  const child = spawn(process.execPath, [join(process.env.BENCH_DIST ?? join(root, 'dist'), 'main.js')], {
+    // BREAKER_THRESHOLD=0: the breaker would pause the plugin after a few kills; every call here must be killed.
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', WORKERS: '2', BREAKER_THRESHOLD: '0' },
     stdio: 'inherit'
   })
   const url = `http://127.0.0.1:${port}`

@@ -2,10 +2,11 @@
 // place that resolves limits and grants and inspects the module. The registry publishes
 // what it returns; the CLI's `inspect` and `run` show and use the same thing.
 import type { Config } from '../config'
+import { serviceError } from '../errors'
 import { describeExports, describeImports, inspectModule } from './inspect'
 import type { Inspection } from './inspect'
 import { resolveCapabilities, resolveLimits } from './manifest'
-import type { Abi, Capabilities, Manifest, PluginLimits } from './manifest'
+import type { Abi, Capabilities, InstancePolicy, Manifest, PluginLimits } from './manifest'
 import { sha } from './store'
 
 /** What the API returns for a plugin (and what is stored on disk). */
@@ -14,6 +15,12 @@ export interface PluginDescriptor {
   version: string
   sha256: string
   abi: Abi
+  /**
+   * "fresh" (default): a new instance per call, nothing survives a call. "reuse" (opt-in, for
+   * trusted stateless json plugins): each worker keeps one instance per plugin version, replaced
+   * after 1000 calls or any failed call. Descriptors stored before this field read as "fresh".
+   */
+  instance: InstancePolicy
   size: number
   exports: Array<{ name: string, kind: string }>
   imports: Array<{ module: string, name: string, kind: string }>
@@ -35,12 +42,19 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
   const limits = resolveLimits(manifest.limits, config)
   const capabilities = resolveCapabilities(manifest, config)
   const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
+  const instance = manifest.instance ?? 'fresh'
+  // A kept instance cannot be given a per-call WASI context (stdin, fds, deadline), and a wasi
+  // command's _start runs once per instance: reuse is for plain json plugins only.
+  if (instance === 'reuse' && (inspection.abi !== 'json' || capabilities.wasi !== undefined)) {
+    throw serviceError('INVALID_MANIFEST', ['"instance": "reuse" is only for json-ABI plugins without WASI (capabilities.wasi)'])
+  }
   const now = new Date().toISOString()
   const descriptor: PluginDescriptor = {
     name,
     version: manifest.version ?? inspection.info.version ?? '0.0.0',
     sha256: sha(bytes),
     abi: inspection.abi,
+    instance,
     size: bytes.length,
     exports: describeExports(inspection.info.exports),
     imports: describeImports(inspection.info.imports),

@@ -8,6 +8,8 @@ export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$'
 export const nameRegExp = new RegExp(NAME_PATTERN)
 
 export type Abi = 'json' | 'wasi'
+/** "fresh": a new instance per call (the default); "reuse": one kept instance serves many calls. */
+export type InstancePolicy = 'fresh' | 'reuse'
 export type PreopenMode = 'ro' | 'rw'
 
 export interface ManifestPreopen { guest: string, volume: string, mode?: PreopenMode }
@@ -20,6 +22,7 @@ export interface Manifest {
   name?: string
   version?: string
   abi?: Abi
+  instance?: InstancePolicy
   limits?: Partial<PluginLimits>
   capabilities?: { wasi?: WasiGrant }
   inputSchema?: Record<string, unknown> | boolean
@@ -57,6 +60,7 @@ export const manifestSchema = {
     name: { type: 'string', pattern: NAME_PATTERN },
     version: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9.+_-]*$' },
     abi: { enum: ['json', 'wasi'] },
+    instance: { enum: ['fresh', 'reuse'] },
     limits: limitsSchema,
     capabilities: {
       type: 'object',

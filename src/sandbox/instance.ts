@@ -1,9 +1,11 @@
 // One sandboxed call: a fresh instance per call over a recycled, zeroed host memory, with
-// exactly the imports the plugin was granted, then the ABI's calling convention.
+// exactly the imports the plugin was granted, then the ABI's calling convention. Or, for a
+// plugin whose manifest opts in ("instance": "reuse"), one kept instance serving many calls.
 // Runs inside a worker thread; the deadline is enforced from outside by terminating it.
-import { callJsonEntry, isJson } from './abi-json'
+import { callEntry, callJsonEntry, isJson } from './abi-json'
+import type { InputRegion } from './abi-json'
 import { classifyGuestThrow, GuestError } from './guest-error'
-import type { MemoryPool } from './memory-pool'
+import type { MemorySource } from './memory-pool'
 import { createWasi, WasiExit } from './wasi'
 import type { Wasi } from './wasi'
 
@@ -43,7 +45,7 @@ function tail (bytes: Uint8Array): string {
  * Instantiates and calls a plugin once. Throws GuestError for every guest fault; the host
  * memory goes back to the pool (zeroed before reuse) however the call ended.
  */
-export function runSandboxed (call: SandboxCall, pool: MemoryPool): SandboxOutput {
+export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOutput {
   const imports: WebAssembly.Imports = {}
   const memory = call.memory === undefined ? undefined : pool.acquire(call.memory.initial, call.memory.maximum)
   if (memory !== undefined) imports.host = { memory }
@@ -117,4 +119,94 @@ function runCommand (call: SandboxCall, imports: WebAssembly.Imports, wasi: Wasi
     throw new GuestError('PLUGIN_EXIT', String(exitCode), { exitCode, stdout: tail(stdout), stderr: tail(stderr) })
   }
   return { output: stdout, stderr }
+}
+
+/** Calls one reused instance serves before it is replaced by a fresh one. */
+export const REUSE_MAX_CALLS = 1000
+/** Reused instances a worker keeps (least recently used dropped first); each holds a memory. */
+export const REUSE_MAX_INSTANCES = 16
+
+interface Kept {
+  instance: WebAssembly.Instance
+  memory: WebAssembly.Memory
+  shape: { initial: number, maximum: number }
+  region: InputRegion
+  calls: number
+}
+
+/**
+ * The instances of "instance": "reuse" plugins, one per plugin version per worker. For
+ * trusted, stateless json plugins only (the registry refuses reuse for the wasi ABI and for
+ * plugins granted WASI): state does persist between the calls one instance serves, which is
+ * the point (no instantiation, no memory recycling per call) and the risk. An instance is
+ * replaced after REUSE_MAX_CALLS calls, and after any call that fails, whatever the reason, so
+ * a trap never leaves a half-updated instance behind. When it is dropped its memory goes back
+ * to the pool, which zeroes it before reuse (or drops it, if it grew).
+ */
+export class ReusedInstances {
+  readonly #pool: MemorySource
+  readonly #kept = new Map<string, Kept>()
+  readonly #maxCalls: number
+  readonly #maxInstances: number
+
+  constructor (pool: MemorySource, maxCalls = REUSE_MAX_CALLS, maxInstances = REUSE_MAX_INSTANCES) {
+    this.#pool = pool
+    this.#maxCalls = maxCalls
+    this.#maxInstances = maxInstances
+  }
+
+  /** Runs `call` on the instance kept under `key` (a plugin version), creating it first if needed. */
+  run (key: string, call: SandboxCall): SandboxOutput {
+    if (call.abi !== 'json' || call.wasi !== undefined || call.memory === undefined) return runSandboxed(call, this.#pool)
+    if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', 'body is not valid JSON')
+    let kept = this.#kept.get(key)
+    try {
+      if (kept === undefined) {
+        kept = this.#create(call.module, call.memory)
+      } else {
+        this.#kept.delete(key) // re-inserted below: most recently used last
+      }
+      const output = callEntry(kept.instance.exports, kept.memory, call.entry, call.input, call.outputBytes, kept.region)
+      if (++kept.calls < this.#maxCalls) this.#keep(key, kept); else this.#drop(kept)
+      return { output, stderr: undefined }
+    } catch (err) {
+      if (kept !== undefined) this.#drop(kept)
+      throw classifyGuestThrow(err)
+    }
+  }
+
+  /** Instances kept right now (for tests). */
+  get size (): number {
+    return this.#kept.size
+  }
+
+  #create (module: WebAssembly.Module, shape: { initial: number, maximum: number }): Kept {
+    const memory = this.#pool.acquire(shape.initial, shape.maximum)
+    let instance: WebAssembly.Instance
+    try {
+      instance = new WebAssembly.Instance(module, { host: { memory } })
+      const init = instance.exports._initialize
+      if (typeof init === 'function') (init as () => void)()
+    } catch (err) {
+      this.#pool.release(memory, shape.initial, shape.maximum)
+      throw err
+    }
+    return { instance, memory, shape, region: { ptr: 0, capacity: 0 }, calls: 0 }
+  }
+
+  #keep (key: string, kept: Kept): void {
+    this.#kept.set(key, kept)
+    if (this.#kept.size > this.#maxInstances) {
+      const oldest = this.#kept.keys().next().value
+      const k = oldest !== undefined ? this.#kept.get(oldest) : undefined
+      if (oldest !== undefined && k !== undefined) {
+        this.#kept.delete(oldest)
+        this.#drop(k)
+      }
+    }
+  }
+
+  #drop (kept: Kept): void {
+    this.#pool.release(kept.memory, kept.shape.initial, kept.shape.maximum)
+  }
 }

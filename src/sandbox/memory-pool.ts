@@ -1,11 +1,17 @@
 // Recycled host-provided memories. Every fresh WebAssembly.Memory reserves ~10 GiB of address
-// space that only GC returns; measured, fresh memories per call cost ~40 µs and wreck p99,
-// a recycled zeroed one ~3.6 µs. A memory is only reused after every byte is zeroed, so no
-// state crosses calls; the zeroing runs after the result is sent when the thread is idle.
+// space that only GC returns: measured (bench/sandbox.mts), a fresh instance over a fresh
+// memory costs 10-15x one over a recycled memory, and fresh memories under load wreck p99.
+// A recycled memory must be indistinguishable from a fresh one: every byte is zeroed before
+// reuse, and only memories still at their initial size are kept. A memory cannot shrink, and
+// one that grew would hand the next call less headroom under the same maximum (measured: a
+// no-`alloc` plugin with a 4-page maximum failed its 4th call with PAYLOAD_TOO_LARGE when
+// grown memories were kept) and a different memory.size; so it is dropped.
+// The zeroing is deferred to setImmediate, but piscina's default `atomics: 'sync'` blocks the
+// worker in Atomics.wait between tasks and its event loop never turns there (measured: no
+// setImmediate callback ran in 200 tasks), so in the service acquire() does the zeroing, on
+// the critical path: 2-4 µs for a 64 KiB memory.
 import { WASM_PAGE } from './limits'
 
-/** How far past its initial size a memory may have grown and still be kept. */
-const MAX_GROWTH_BYTES = 4 * 1024 * 1024
 /** Clean + dirty memories kept per (initial, maximum) shape. */
 const PER_SHAPE = 4
 /** Shapes kept; the least recently used is dropped past this. */
@@ -13,7 +19,13 @@ const MAX_SHAPES = 64
 
 interface Shape { clean: WebAssembly.Memory[], dirty: WebAssembly.Memory[] }
 
-export class MemoryPool {
+/** Where a call gets its host memory from (the pool; bench/sandbox.mts also measures "always fresh"). */
+export interface MemorySource {
+  acquire: (initial: number, maximum: number) => WebAssembly.Memory
+  release: (memory: WebAssembly.Memory, initial: number, maximum: number) => void
+}
+
+export class MemoryPool implements MemorySource {
   readonly #shapes = new Map<string, Shape>()
   #scrubScheduled = false
   #fresh = 0
@@ -35,9 +47,9 @@ export class MemoryPool {
     return new WebAssembly.Memory({ initial, maximum })
   }
 
-  /** Gives a memory back after a call; it is zeroed before anyone sees it again. */
+  /** Gives a memory back after a call; it is zeroed before anyone sees it again, or dropped if it grew. */
   release (memory: WebAssembly.Memory, initial: number, maximum: number): void {
-    if (memory.buffer.byteLength > initial * WASM_PAGE + MAX_GROWTH_BYTES) return
+    if (memory.buffer.byteLength !== initial * WASM_PAGE) return
     const key = `${initial}:${maximum}`
     let shape = this.#shapes.get(key)
     if (shape === undefined) {

@@ -23,6 +23,10 @@ export interface ExecuteTask {
   abi: 'json' | 'wasi'
   /** json ABI: the export to call. */
   entry: string
+  /**
+   * The body. Moved to the worker, not copied, when it owns its whole ArrayBuffer: the caller
+   * must not use it after execute() (see WorkerPool#run).
+   */
   input: Uint8Array
   /** Limits for the host-provided memory, or undefined when the module has none. */
   memory: { initial: number, maximum: number } | undefined
@@ -30,6 +34,12 @@ export interface ExecuteTask {
   outputBytes: number
   /** Present when WASI is granted (always for the wasi ABI). */
   wasi: WasiSpec | undefined
+  /**
+   * Set for a plugin whose manifest says "instance": "reuse": a key naming the plugin version.
+   * The worker keeps one instance per key and serves many calls with it. Absent (the default):
+   * a fresh instance per call.
+   */
+  reuse?: string | undefined
   /** See CONTROL_* below: the start handshake shared with the pool. */
   control: SharedArrayBuffer
 }

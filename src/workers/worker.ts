@@ -2,19 +2,29 @@
 // instances it runs; the main thread never touches guest memory. Runaway guest code is not
 // interrupted here: the pool terminates this thread from outside when the deadline passes.
 import { threadId } from 'node:worker_threads'
+// The one piscina import besides pool.ts: piscina transfers a result's buffer (rather than
+// cloning it) only when the result is marked with its private "movable" symbol, through move().
+// Measured (bench/micro.mts, post + receive): a 64 KiB output 38 µs cloned, 14 µs moved;
+// 1 MiB 490 µs vs 215 µs.
+import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { GuestError } from '../sandbox/guest-error'
 import { MemoryPool } from '../sandbox/memory-pool'
+import { ReusedInstances, runSandboxed } from '../sandbox/instance'
+import type { SandboxCall } from '../sandbox/instance'
 import { lowerThreadPriority } from './thread-priority'
-import { runSandboxed } from '../sandbox/instance'
 import { CONTROL_STARTED_F64, CONTROL_STATE, CONTROL_THREAD, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 
 lowerThreadPriority()
 
 const memories = new MemoryPool()
+const reused = new ReusedInstances(memories)
 const utf8 = new TextDecoder()
 
-export default function execute (task: ExecuteTask): ExecuteResult {
+/** What piscina gets back: the result, or the result wrapped so its output buffer is moved. */
+export type WorkerReply = ExecuteResult | ReturnType<typeof move>
+
+export default function execute (task: ExecuteTask): WorkerReply {
   const control = new Int32Array(task.control)
   const started = Date.now()
   new Float64Array(task.control, 0, 2)[CONTROL_STARTED_F64] = started
@@ -26,7 +36,7 @@ export default function execute (task: ExecuteTask): ExecuteResult {
   Atomics.notify(control, CONTROL_STATE)
   const t0 = performance.now()
   try {
-    const { output, stderr } = runSandboxed({
+    const call: SandboxCall = {
       module: task.module,
       abi: task.abi,
       entry: task.entry,
@@ -35,9 +45,15 @@ export default function execute (task: ExecuteTask): ExecuteResult {
       outputBytes: task.outputBytes,
       deadline: started + task.timeoutMs,
       wasi: task.wasi
-    }, memories)
+    }
+    const { output, stderr } = task.reuse !== undefined ? reused.run(task.reuse, call) : runSandboxed(call, memories)
     const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0 }
     if (stderr !== undefined && stderr.length > 0) result.stderr = utf8.decode(stderr)
+    // Outputs are copies out of guest memory or of the stdout sink, so they own their buffer.
+    const buffer = output.buffer
+    if (output.byteLength > 0 && output.byteOffset === 0 && output.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer) {
+      return move({ [transferableSymbol]: buffer, [valueSymbol]: result })
+    }
     return result
   } catch (err) {
     const e = err instanceof GuestError ? err : new GuestError('INTERNAL', String(err))
