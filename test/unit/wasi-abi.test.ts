@@ -8,12 +8,6 @@ import { createWasi, Errno, WASI_SIGNATURES, WasiExit, matchesSignature } from '
 import { Advice, Clockid, Eventrwflags, Eventtype, Fdflags, Filetype, Fstflags, Lookupflags, Oflags, Preopentype, Rights, Subclockflags, Whence } from '../../src/sandbox/wasi/constants'
 import { DIRENT, EVENT, FDSTAT, FILESTAT, IOVEC, PRESTAT, SUBSCRIPTION } from '../../src/sandbox/wasi/layout'
 
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> }
-}
-const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
-
 const API_H = '/usr/include/wasm32-wasi/wasi/api.h'
 const clang = hasClang()
 if (!clang) console.warn('wasi-abi.test: clang-14 or wasi-libc missing: ABI checks against wasi-libc are skipped')
@@ -23,7 +17,7 @@ const describeC = clang ? describe : describe.skip
 function runC (source: string): string {
   const wasi = createWasi({ args: [], env: {}, preopens: [], stdin: new Uint8Array(0), stdoutLimit: 1 << 20, stderrLimit: 1024, deadline: Date.now() + 10_000 })
   try {
-    const instance = new WA.Instance(new WA.Module(cSource(source)), { wasi_snapshot_preview1: wasi.imports })
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(cSource(source))), { wasi_snapshot_preview1: wasi.imports })
     wasi.bind(instance.exports.memory as { buffer: ArrayBuffer })
     try {
       (instance.exports._start as () => void)()

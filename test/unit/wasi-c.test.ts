@@ -9,11 +9,6 @@ import { createWasi, Errno, WasiExit } from '../../src/sandbox/wasi'
 import type { Preopen, WasiOptions } from '../../src/sandbox/wasi'
 
 // The project's lib setting has no WebAssembly types; only this much of the API is needed.
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> }
-}
-const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 const clang = hasClang()
 if (!clang) {
@@ -37,7 +32,7 @@ function run (wasm: Uint8Array, options: Partial<WasiOptions> = {}): Run {
     ...options
   })
   try {
-    const instance = new WA.Instance(new WA.Module(wasm), { wasi_snapshot_preview1: wasi.imports })
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(wasm)), { wasi_snapshot_preview1: wasi.imports })
     wasi.bind(instance.exports.memory as { buffer: ArrayBuffer })
     let code = 0
     try {

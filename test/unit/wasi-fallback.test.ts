@@ -13,13 +13,6 @@ jest.mock('../../src/sandbox/wasi/jail', () => ({
   procFdWorks: () => false
 }))
 
-interface MemoryLike { readonly buffer: ArrayBuffer }
-interface WasmApi {
-  Memory: new (d: { initial: number }) => MemoryLike
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> }
-}
-const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 const ALL = (1n << 30n) - 1n
 const CANARY = 'CANARY-fallback-41c0'
 
@@ -70,7 +63,7 @@ function make (events: Array<[number, boolean]> = [], hostPath = data): Wasi {
 test('real-path mode: no transient fds, escapes refused, inside links followed', () => {
   const events: Array<[number, boolean]> = []
   const wasi = make(events)
-  const memory = new WA.Memory({ initial: 1 })
+  const memory = new WebAssembly.Memory({ initial: 1 })
   wasi.bind(memory)
   const open = (path: string, oflags = 0, dir = 3): { errno: number, fd: number } => {
     const b = Buffer.from(path)
@@ -102,8 +95,8 @@ describeC('real-path mode with C programs', () => {
   function run (name: string, hostPath = data): string {
     const wasi = make([], hostPath)
     try {
-      const instance = new WA.Instance(new WA.Module(cFixture(name)), { wasi_snapshot_preview1: wasi.imports })
-      wasi.bind(instance.exports.memory as MemoryLike)
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(cFixture(name))), { wasi_snapshot_preview1: wasi.imports })
+      wasi.bind(instance.exports.memory as WebAssembly.Memory)
       try {
         (instance.exports._start as () => void)()
       } catch (err) {

@@ -11,15 +11,13 @@ import { Jail, PathDirNode, procFdWorks, visibleLinkText } from '../../src/sandb
 import { measureUsage, Quota } from '../../src/sandbox/wasi/volume'
 import { WasiError } from '../../src/sandbox/wasi/errors'
 
-interface MemoryLike { readonly buffer: ArrayBuffer }
-const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => MemoryLike } }).WebAssembly
 const ALL = (1n << 30n) - 1n
 const FOLLOW = Lookupflags.SYMLINK_FOLLOW
 const CANARY = 'CANARY-jail-9b7e'
 
 /** Just enough of a guest: memory with strings in it, and the imports. */
 class Guest {
-  readonly memory = new WA.Memory({ initial: 2 })
+  readonly memory = new WebAssembly.Memory({ initial: 2 })
   readonly wasi: Wasi
   readonly w: WasiImports
   #top = 1024

@@ -12,13 +12,6 @@ import type { Wasi, WasiOptions } from '../../src/sandbox/wasi'
 import { Lookupflags, Oflags } from '../../src/sandbox/wasi/constants'
 import { MAX_FDS } from '../../src/sandbox/wasi/fd-table'
 
-interface MemoryLike { readonly buffer: ArrayBuffer }
-interface WasmApi {
-  Memory: new (d: { initial: number }) => MemoryLike
-  Module: new (bytes: Uint8Array) => object
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> }
-}
-const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 const ALL = (1n << 30n) - 1n
 const hasProc = readdirSafe('/proc/self/fd') !== null
 const linuxOnly = hasProc ? test : test.skip
@@ -56,8 +49,8 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-function make (extra: Partial<WasiOptions> = {}): { wasi: Wasi, memory: MemoryLike } {
-  const memory = new WA.Memory({ initial: 1 })
+function make (extra: Partial<WasiOptions> = {}): { wasi: Wasi, memory: WebAssembly.Memory } {
+  const memory = new WebAssembly.Memory({ initial: 1 })
   const wasi = createWasi({
     args: [],
     env: {},
@@ -72,7 +65,7 @@ function make (extra: Partial<WasiOptions> = {}): { wasi: Wasi, memory: MemoryLi
   return { wasi, memory }
 }
 
-function open (wasi: Wasi, memory: MemoryLike, path: string, oflags = Oflags.CREAT): { errno: number, fd: number } {
+function open (wasi: Wasi, memory: WebAssembly.Memory, path: string, oflags = Oflags.CREAT): { errno: number, fd: number } {
   const bytes = Buffer.from(path)
   new Uint8Array(memory.buffer).set(bytes, 1024)
   const errno = wasi.imports.path_open(3, Lookupflags.SYMLINK_FOLLOW, 1024, bytes.byteLength, oflags, ALL, ALL, 0, 512)
@@ -191,8 +184,8 @@ int main(void) {
     const before = hostFds(dir)
     const { wasi } = make()
     try {
-      const instance = new WA.Instance(new WA.Module(wasm), { wasi_snapshot_preview1: wasi.imports })
-      wasi.bind(instance.exports.memory as MemoryLike)
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(wasm)), { wasi_snapshot_preview1: wasi.imports })
+      wasi.bind(instance.exports.memory as WebAssembly.Memory)
       expect(() => (instance.exports._start as () => void)()).toThrow(/unreachable/)
       expect(hostFds(dir).under).toHaveLength(21)
     } finally {

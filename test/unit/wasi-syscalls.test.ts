@@ -8,14 +8,12 @@ import type { Wasi, WasiImports, WasiOptions } from '../../src/sandbox/wasi'
 import { Clockid, Eventtype, Fdflags, FILE_RIGHTS, Filetype, Fstflags, Lookupflags, Oflags, Rights, SINK_RIGHTS, STDIN_RIGHTS, Whence } from '../../src/sandbox/wasi/constants'
 
 // The project's lib setting has no WebAssembly types; this is all the tests use.
-interface MemoryLike { readonly buffer: ArrayBuffer }
-const WA = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => MemoryLike } }).WebAssembly
 
 const ALL = (1n << 30n) - 1n
 
 /** A guest we drive by hand: a memory, a bump allocator, and the imports. */
 class Guest {
-  readonly memory = new WA.Memory({ initial: 4 })
+  readonly memory = new WebAssembly.Memory({ initial: 4 })
   readonly wasi: Wasi
   readonly w: WasiImports
   #top = 1024
@@ -833,7 +831,7 @@ describe('guest pointers and argument types', () => {
   })
 
   test('a memory that grows between calls is re-read', () => {
-    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number, maximum: number }) => MemoryLike & { grow: (n: number) => number } } }).WebAssembly.Memory({ initial: 1, maximum: 4 })
+    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number, maximum: number }) => WebAssembly.Memory & { grow: (n: number) => number } } }).WebAssembly.Memory({ initial: 1, maximum: 4 })
     const wasi = createWasi({ args: ['abc'], env: {}, preopens: [], stdin: new Uint8Array(), stdoutLimit: 1, stderrLimit: 1, deadline: 0 })
     try {
       wasi.bind(memory)
@@ -849,7 +847,7 @@ describe('guest pointers and argument types', () => {
 
 describe('shared memory', () => {
   test('a guest memory backed by a SharedArrayBuffer works for files, strings, random and stdio', () => {
-    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number, maximum: number, shared: boolean }) => MemoryLike } }).WebAssembly.Memory({ initial: 1, maximum: 1, shared: true })
+    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number, maximum: number, shared: boolean }) => WebAssembly.Memory } }).WebAssembly.Memory({ initial: 1, maximum: 1, shared: true })
     expect(memory.buffer).toBeInstanceOf(SharedArrayBuffer)
     writeFileSync(join(dir, 'f'), 'shared!')
     const wasi = createWasi({ args: [], env: {}, preopens: [{ guestPath: '/d', hostPath: dir, readOnly: false }], stdin: Buffer.from('in'), stdoutLimit: 100, stderrLimit: 10, deadline: 0 })
