@@ -25,7 +25,8 @@ async function freePort (): Promise<number> {
 export async function startService (env: Record<string, string> = {}): Promise<Service> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wph-bench-'))
   const port = await freePort()
-  const child = spawn(process.execPath, ['--no-liftoff', join(root, 'dist/main.js')], {
+  // BENCH_DIST=/other/build/dist runs another build (before/after comparisons)
+  const child = spawn(process.execPath, ['--no-liftoff', join(process.env.BENCH_DIST ?? join(root, 'dist'), 'main.js')], {
     env: { PATH: process.env.PATH ?? '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit']
   })
