@@ -1,27 +1,33 @@
 // The worker pool: the only module that imports piscina. Everything else calls `execute()`.
 //
 // Admission: per-plugin concurrency (PLUGIN_THROTTLED), then a bounded queue (OVERLOADED).
-// Timing: queue wait and run time have separate bounds. The worker announces its start
-// through a shared control block (see protocol.ts); the run deadline counts from that start.
-// A running wasm loop cannot be interrupted in-thread, so the deadline aborts the piscina
-// task, which terminates the thread; piscina starts a replacement. Host files the call had
+// Timing: queue wait and run time have separate bounds, watched by dispatch.ts. The worker
+// marks its start in a shared control block (see protocol.ts); the run deadline counts from
+// that start. A running wasm loop cannot be interrupted in-thread, so the deadline terminates
+// the thread; piscina starts a replacement. Host files the call had
 // open need no help from here: WASI opens them through node:fs, and Node closes the fds a
 // worker opened that way when the thread is torn down (measured: 100 fds opened with
 // openSync, all closed by terminate(); a main-thread "reaper" that closed them again once
 // closed numbers already reused by the replacement thread's libuv, and aborted the process).
 import { resolve } from 'node:path'
 import { Piscina } from 'piscina'
-import { serviceError } from '../errors'
-import type { ServiceError } from '../errors'
-import {
-  CONTROL_BYTES, CONTROL_STARTED_F64, CONTROL_STATE, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING
-} from './protocol'
+import { isServiceError, serviceError } from '../errors'
+import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 import { Breaker } from './breaker'
 import { FairQueue } from './fair-queue'
+import { CallSpeed } from './call-speed'
+import { dispatch, TASKS_PER_WORKER } from './dispatch'
+import type { DispatchContext } from './dispatch'
 
 /** The compiled worker; tests and production run the same file. */
 export const WORKER_FILE = resolve(__dirname, '..', '..', 'dist', 'workers', 'worker.js')
+
+/** A thread as piscina's balancer sees it (the type is not exported by name). */
+type PiscinaWorker = Parameters<NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>>[1][number]
+
+/** A thread whose call has run this long gets no more tasks queued behind it. */
+const STALLED_MS = 10
 
 /** Longest a refusal of a paused plugin is held back. */
 const TARPIT_MS = 1000
@@ -57,27 +63,36 @@ export type ExecuteRequest = Omit<ExecuteTask, 'control'> & { plugin: string }
 export class WorkerPool {
   readonly #piscina: Piscina
   readonly #options: PoolOptions
-  readonly #events: PoolEvents
   readonly #inFlight = new Map<string, number>()
   readonly #queue: FairQueue
   readonly #breaker: Breaker
-  /** Calls handed to piscina but not yet started by a thread (a replacement is starting). */
-  #starting = 0
+  /** Control blocks of the calls handed to piscina and not yet answered. */
+  readonly #dispatched = new Set<Int32Array>()
+  readonly #dispatchContext: DispatchContext
+  readonly #speed = new CallSpeed()
+  /** Threads being terminated, until piscina has seen them exit. */
+  readonly #killing = new Set<Promise<void>>()
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
     this.#options = options
-    this.#events = events
-    this.#queue = new FairQueue(options.workers)
+    this.#queue = new FairQueue(options.workers * TASKS_PER_WORKER)
     // Threshold 0 never pauses a plugin, but still tracks runaway suspects for the queue.
     this.#breaker = new Breaker({ threshold: options.breakerThreshold ?? 0, cooldownMs: options.breakerCooldownMs ?? 10_000, maxCooldownMs: 300_000 })
     this.#piscina = new Piscina({
       filename: options.workerFile ?? WORKER_FILE,
       minThreads: options.workers,
       maxThreads: options.workers,
-      maxQueue: options.queueMax + options.workers, // a backstop: the fair queue is the real bound
-      concurrentTasksPerWorker: 1,
+      maxQueue: options.queueMax + options.workers * TASKS_PER_WORKER, // a backstop: the fair queue is the real bound
+      // No AbortSignal per task (piscina would then run one task per thread): the deadline
+      // terminates the thread itself, see kill below.
+      concurrentTasksPerWorker: TASKS_PER_WORKER,
+      // piscina's default balancer would queue a task behind a long call on a busy thread
+      // while another thread is still starting; this one never does (see #pickThread).
+      loadBalancer: (_task, workers) => this.#pickThread(workers),
       idleTimeout: Number.MAX_SAFE_INTEGER,
+      // piscina's own per-task histograms: the service keeps its own metrics
+      recordTiming: false,
       // No heap resourceLimits: guest memory lives outside the JS heap, and measured on
       // Node 24.21 a large table in a worker with a small heap limit aborts the process.
       env: {}
@@ -85,14 +100,26 @@ export class WorkerPool {
     // A worker that dies outside a deliberate termination is replaced by piscina; keep the
     // process alive and let the affected call fail.
     this.#piscina.on('error', () => {})
+    this.#dispatchContext = {
+      post: (task) => this.#piscina.run(task) as Promise<ExecuteResult>,
+      kill: (threadId) => { this.#kill(threadId) },
+      queueTimeoutMs: options.queueTimeoutMs,
+      inFlight: this.#dispatched,
+      spareThread: () => this.#piscina.threads.some(t => this.#runningSince(t.threadId) === undefined),
+      onQueueWait: events.onQueueWait,
+      onKill: () => events.onTermination?.('deadline')
+    }
   }
 
   get threads (): number {
     return this.#piscina.threads.length
   }
 
+  /** Calls waiting for a thread: in the fair queue, or handed to piscina but not yet started. */
   get queueSize (): number {
-    return this.#queue.waiting + this.#starting
+    let notStarted = 0
+    for (const control of this.#dispatched) if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) notStarted++
+    return this.#queue.waiting + notStarted
   }
 
   /**
@@ -118,19 +145,23 @@ export class WorkerPool {
       if (running >= this.#options.pluginConcurrency) {
         throw serviceError('PLUGIN_THROTTLED', [`plugin '${plugin}' already has ${running} calls in flight`], { retryAfterSeconds: 1 })
       }
-      if (this.#queue.waiting >= this.#options.queueMax) {
+      if (this.queueSize >= this.#options.queueMax) {
         throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
       }
       this.#inFlight.set(plugin, running + 1)
       try {
-        const enqueued = performance.now()
+        const enqueued = clockMs()
         // A plugin killed at its deadline since its last success may hold all threads but
         // one, so its next runaway calls cannot starve everyone else; healthy plugins may use
         // every thread (work-conserving), and the queue is round-robin across plugins.
-        const suspect = this.#breaker.suspect(plugin)
-        await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, suspect ? this.#options.workers - 1 : this.#options.workers)
+        // Only a plugin whose calls are short may queue calls on busy threads (a call behind
+        // it waits little); others get a call per thread, as a slow call would delay the
+        // calls queued behind it on its thread.
+        const { workers } = this.#options
+        const slots = this.#breaker.suspect(plugin) ? workers - 1 : this.#speed.fast(plugin) ? workers * TASKS_PER_WORKER : workers
+        await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, slots)
         try {
-          const result = await this.#run({ ...rest, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued)
+          const result = await this.#run(rest, plugin, enqueued)
           outcome = 'ok'
           return result
         } finally {
@@ -148,73 +179,65 @@ export class WorkerPool {
     }
   }
 
-  /** Forgets a plugin's breaker state (after a replace or a delete). */
-  forget (plugin: string): void {
-    this.#breaker.reset(plugin)
+  /**
+   * An idle thread if there is one; else the least busy thread whose running call is young
+   * (shorter than STALLED_MS so far); else none, and piscina holds the task until a thread
+   * frees up or a replacement is ready.
+   */
+  #pickThread (workers: PiscinaWorker[]): PiscinaWorker | null {
+    let best: PiscinaWorker | null = null
+    for (const w of workers) {
+      if (w.currentUsage === 0) return w
+      if (w.currentUsage >= TASKS_PER_WORKER || (best !== null && w.currentUsage >= best.currentUsage)) continue
+      const since = this.#runningSince(w.id)
+      if (since === undefined || clockMs() - since < STALLED_MS) best = w
+    }
+    return best
   }
 
-  async #run (task: ExecuteTask, enqueued: number): Promise<ExecuteOutcome> {
-    const control = new Int32Array(task.control)
-    const abort = new AbortController()
-    let deadlineTimer: NodeJS.Timeout | undefined
-    let failure: ServiceError | undefined
-    let settled = false
-
-    // The fair queue granted a slot, but the thread may still be starting (a replacement
-    // after a kill): that wait is bounded by the queue timeout too.
-    this.#starting++
-    let queued = true
-    const leaveQueue = (): void => { if (queued) { queued = false; this.#starting-- } }
-    const started = Atomics.waitAsync(control, CONTROL_STATE, STATE_QUEUED, this.#options.queueTimeoutMs)
-    const startedPromise = started.async ? started.value : Promise.resolve(started.value)
-    const watcher = startedPromise.then(() => {
-      leaveQueue()
-      if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) {
-        failure = serviceError('OVERLOADED', [`no worker was free within ${this.#options.queueTimeoutMs} ms`], { retryAfterSeconds: 1 })
-        return failure
+  /** When the call running on a thread started (undefined: it runs none of ours). */
+  #runningSince (threadId: number): number | undefined {
+    for (const control of this.#dispatched) {
+      if (Atomics.load(control, CONTROL_THREAD) === threadId && Atomics.load(control, CONTROL_STATE) === STATE_RUNNING) {
+        return startedAtMs(control.buffer as SharedArrayBuffer)
       }
-      this.#events.onQueueWait?.((performance.now() - enqueued) / 1000)
-      const startedAt = new Float64Array(task.control, 0, 2)[CONTROL_STARTED_F64] ?? Date.now()
-      const left = Math.max(0, startedAt + task.timeoutMs - Date.now())
-      return new Promise<ServiceError>(resolve => {
-        if (settled) return
-        deadlineTimer = setTimeout(() => {
-          if (Atomics.compareExchange(control, CONTROL_STATE, STATE_RUNNING, STATE_KILLED) !== STATE_RUNNING) return
-          // ranMs - timeoutMs is the overshoot: how late the thread was stopped
-          failure = serviceError('DEADLINE_EXCEEDED', [task.timeoutMs], { details: { timeoutMs: task.timeoutMs, ranMs: Date.now() - startedAt } })
-          this.#events.onTermination?.('deadline')
-          abort.abort(failure)
-          resolve(failure)
-        }, left)
-      })
-    })
+    }
+    return undefined
+  }
 
+  /**
+   * Terminates a thread. piscina notices the exit, fails the thread's other tasks (dispatch
+   * posts again those that never started) and starts a replacement.
+   */
+  #kill (threadId: number): void {
+    const thread = this.#piscina.threads.find(w => w.threadId === threadId)
+    if (thread === undefined) return
+    const exited = thread.terminate().then(() => {}, () => {}).finally(() => this.#killing.delete(exited))
+    this.#killing.add(exited)
+  }
+
+  /** Forgets what the pool learned of a plugin (after a replace or a delete). */
+  forget (plugin: string): void {
+    this.#breaker.reset(plugin)
+    this.#speed.forget(plugin)
+  }
+
+  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number): Promise<ExecuteOutcome> {
     let result: ExecuteResult
     try {
-      // The input is moved, not copied, when it owns its whole ArrayBuffer (the execute route
-      // makes sure it does): a structured clone would copy it twice, and a view into Node's
-      // shared Buffer slab would copy the whole 8 KiB slab. The caller must not touch it after.
-      const input = task.input
-      const owned = input.byteLength > 0 && input.byteOffset === 0 && input.byteLength === input.buffer.byteLength &&
-        Object.prototype.toString.call(input.buffer) === '[object ArrayBuffer]' // not a SharedArrayBuffer, from any realm
-      const run = this.#piscina.run(task, owned ? { signal: abort.signal, transferList: [input.buffer as ArrayBuffer] } : { signal: abort.signal }) as Promise<ExecuteResult>
-      run.catch(() => {}) // still observed below; this only keeps a late rejection handled
-      result = await Promise.race([run, watcher.then(err => { if (err.code === 'OVERLOADED') throw err; return run })])
+      result = await dispatch(task, enqueued, this.#dispatchContext)
     } catch (err) {
-      if (failure !== undefined) throw failure
+      if (isServiceError(err)) throw err
       if (err instanceof Error && err.message === 'Task queue is at limit') {
         throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
       }
       if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
       throw err
-    } finally {
-      leaveQueue()
-      settled = true
-      if (deadlineTimer !== undefined) clearTimeout(deadlineTimer)
     }
     if (!result.ok) {
       throw serviceError(result.code, [result.message], result.details !== undefined ? { details: result.details } : {})
     }
+    this.#speed.record(plugin, result.durationMs)
     return { output: result.output, durationMs: result.durationMs, stderr: result.stderr }
   }
 
@@ -222,6 +245,13 @@ export class WorkerPool {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    // piscina's close() waits for each thread to report a finished task; a thread we terminate
+    // meanwhile never does, and close() would sit out its 30 s timeout. So calls in flight
+    // finish (each is bounded by its deadline) and killed threads are gone first.
+    while (this.#dispatched.size > 0 || this.#killing.size > 0) {
+      await Promise.all([...this.#killing])
+      if (this.#dispatched.size > 0) await new Promise(resolve => setTimeout(resolve, 10))
+    }
     await this.#piscina.close()
   }
 }

@@ -68,11 +68,12 @@ export type ExecuteResult = ExecuteOk | ExecuteFailure
 //               RUNNING -> KILLED (deadline): compare-exchange on both sides, so a result
 //               that finished in time is never thrown away and a cancelled task never runs
 //   [THREAD]    the worker's threadId (for diagnostics)
-//   bytes 8-15  (a Float64) Date.now() at start: the deadline counts from here, not from enqueue
+//   bytes 8-15  (a Float64) clockMs() at start: the deadline counts from here, not from enqueue
+// Nobody waits on it: the pool reads it when its timer fires and when the result arrives.
 export const CONTROL_STATE = 0
 export const CONTROL_THREAD = 1
 /** Index in a Float64Array view of the control buffer. */
-export const CONTROL_STARTED_F64 = 1
+const CONTROL_STARTED_F64 = 1
 export const CONTROL_BYTES = 16
 
 export const STATE_QUEUED = 0
@@ -80,3 +81,20 @@ export const STATE_RUNNING = 1
 export const STATE_DONE = 2
 export const STATE_CANCELLED = 3
 export const STATE_KILLED = 4
+
+/**
+ * Milliseconds on a clock every thread of the process shares (each thread has its own
+ * `performance.timeOrigin`, so `performance.now()` alone cannot be compared across threads).
+ */
+export function clockMs (): number {
+  return performance.timeOrigin + performance.now()
+}
+
+export function markStarted (control: SharedArrayBuffer, at: number): void {
+  new Float64Array(control, 0, 2)[CONTROL_STARTED_F64] = at
+}
+
+/** When a worker started the task (0 if none has). */
+export function startedAtMs (control: SharedArrayBuffer): number {
+  return new Float64Array(control, 0, 2)[CONTROL_STARTED_F64] ?? 0
+}

@@ -12,7 +12,7 @@ import { MemoryPool } from '../sandbox/memory-pool'
 import { ReusedInstances, runSandboxed } from '../sandbox/instance'
 import type { SandboxCall } from '../sandbox/instance'
 import { lowerThreadPriority } from './thread-priority'
-import { CONTROL_STARTED_F64, CONTROL_STATE, CONTROL_THREAD, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
+import { clockMs, CONTROL_STATE, CONTROL_THREAD, markStarted, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 
 lowerThreadPriority()
@@ -26,14 +26,14 @@ export type WorkerReply = ExecuteResult | ReturnType<typeof move>
 
 export default function execute (task: ExecuteTask): WorkerReply {
   const control = new Int32Array(task.control)
-  const started = Date.now()
-  new Float64Array(task.control, 0, 2)[CONTROL_STARTED_F64] = started
+  const started = clockMs()
+  // Written before the state turns RUNNING, so the pool never reads a start time of 0.
+  markStarted(task.control, started)
   Atomics.store(control, CONTROL_THREAD, threadId)
   // The queue timeout may have cancelled this task before a thread was free.
   if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_RUNNING) !== STATE_QUEUED) {
     return { ok: false, code: 'OVERLOADED', message: 'cancelled in the queue', durationMs: 0 }
   }
-  Atomics.notify(control, CONTROL_STATE)
   const t0 = performance.now()
   try {
     const call: SandboxCall = {
@@ -43,7 +43,7 @@ export default function execute (task: ExecuteTask): WorkerReply {
       input: task.input,
       memory: task.memory,
       outputBytes: task.outputBytes,
-      deadline: started + task.timeoutMs,
+      deadline: Date.now() + task.timeoutMs, // WASI clamps sleeps against Date.now()
       wasi: task.wasi
     }
     const { output, stderr } = task.reuse !== undefined ? reused.run(task.reuse, call) : runSandboxed(call, memories)

@@ -35,6 +35,9 @@ test('a full queue answers 503 OVERLOADED with retry-after at once', async () =>
 
 test('a call that waits past QUEUE_TIMEOUT_MS gets 503 OVERLOADED', async () => {
   const app = await setup({ WORKERS: '1', QUEUE_MAX: '10', QUEUE_TIMEOUT_MS: '100' })
+  // The loop must be running, not itself waiting past 100 ms for a thread that is still
+  // starting (seen on a loaded machine): first wait until a call gets through.
+  for (let i = 0; i < 100 && (await echo(app)).statusCode !== 200; i++) await new Promise(resolve => setTimeout(resolve, 50))
   const running = loop(app)
   await new Promise(resolve => setTimeout(resolve, 50))
   const t0 = performance.now()

@@ -1,0 +1,121 @@
+// One call's life after admission: hand it to a thread, watch its control block, and act on
+// what the block says when a bound passes. Knows nothing of piscina: the pool passes in how to
+// post a task and how to stop a thread.
+//
+// A thread holds up to TASKS_PER_WORKER tasks (bench/RESULTS.md: a worker that finds its next
+// task waiting does not sleep, and each sleep/wake of a thread costs more than the call), so a
+// task can sit behind a long call on its thread. It never waits there long: past RESCUE_AFTER_MS
+// it is cancelled (the thread will skip it) and posted again, where piscina's balancer puts it
+// on the least busy thread. A task whose thread died before starting it is posted again too.
+import { serviceError } from '../errors'
+import type { ServiceError } from '../errors'
+import {
+  clockMs, CONTROL_BYTES, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING
+} from './protocol'
+import type { ExecuteResult, ExecuteTask } from './protocol'
+
+/** Tasks a thread may hold: one running and the rest waiting in its port. */
+export const TASKS_PER_WORKER = 4
+/** A task waiting this long behind another on its thread moves to another thread. */
+export const RESCUE_AFTER_MS = 50
+
+export interface DispatchContext {
+  /** Posts a task to a thread; rejects if the thread dies before answering. */
+  post: (task: ExecuteTask) => Promise<ExecuteResult>
+  /** Stops a thread at once (the deadline); its unfinished tasks reject. */
+  kill: (threadId: number) => void
+  queueTimeoutMs: number
+  /** Whether some thread runs no call now (a stuck task moves only then). */
+  spareThread: () => boolean
+  /** Control blocks of tasks posted and not yet answered (for the queue-size gauge). */
+  inFlight: Set<Int32Array>
+  onQueueWait?: ((seconds: number) => void) | undefined
+  onKill?: (() => void) | undefined
+}
+
+/** What one posting of a task came to. */
+type Attempt = { kind: 'result', result: ExecuteResult } | { kind: 'again' }
+
+/**
+ * Runs a task to its result: a worker's answer, or DEADLINE_EXCEEDED / OVERLOADED thrown as a
+ * catalogue error. `enqueued` (clockMs) is when the call was admitted: the queue wait metric
+ * counts from there. The deadline counts from the start on a thread.
+ */
+export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext): Promise<ExecuteResult> {
+  const queueDeadline = clockMs() + ctx.queueTimeoutMs
+  for (;;) {
+    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx)
+    if (attempt.kind === 'result') return attempt.result
+  }
+}
+
+async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: number, ctx: DispatchContext): Promise<Attempt> {
+  const control = new Int32Array(task.control)
+  const posted = clockMs()
+  let failure: ServiceError | undefined
+  let settle: (value: Attempt | ServiceError) => void = () => {}
+  const watched = new Promise<Attempt | ServiceError>(resolve => { settle = resolve })
+
+  // Nobody waits on the control block: waking the main thread when a task starts cost a thread
+  // wake per call. One timer instead, armed for the earliest moment a bound can pass (the
+  // deadline counts from the start, which comes after the posting), re-armed as it fires.
+  let timer: NodeJS.Timeout | undefined
+  const check = (): void => {
+    timer = undefined
+    const now = clockMs()
+    if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) {
+      const due = Math.min(queueDeadline, posted + RESCUE_AFTER_MS)
+      if (now < due) { timer = setTimeout(check, due - now); return }
+      // Past the queue timeout: give up. Short of it: move only if some thread runs nothing,
+      // else posting again just adds a task to a queue (piscina's or a thread's) and waiting
+      // here is as good.
+      if (now < queueDeadline && !ctx.spareThread()) { timer = setTimeout(check, Math.min(RESCUE_AFTER_MS, queueDeadline - now)); return }
+      if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) {
+        if (now >= queueDeadline) {
+          failure = serviceError('OVERLOADED', [`no worker was free within ${ctx.queueTimeoutMs} ms`], { retryAfterSeconds: 1 })
+          settle(failure)
+        } else {
+          settle({ kind: 'again' }) // stuck behind a long call: the thread will skip it
+        }
+        return
+      }
+    }
+    if (Atomics.load(control, CONTROL_STATE) !== STATE_RUNNING) return // done: the result is on its way
+    const startedAt = startedAtMs(task.control)
+    const left = startedAt + task.timeoutMs - now
+    if (left > 0) { timer = setTimeout(check, left); return }
+    if (Atomics.compareExchange(control, CONTROL_STATE, STATE_RUNNING, STATE_KILLED) !== STATE_RUNNING) return
+    // A running wasm loop cannot be interrupted in its thread: the thread goes.
+    // ranMs - timeoutMs is the overshoot: how late the thread was stopped.
+    failure = serviceError('DEADLINE_EXCEEDED', [task.timeoutMs], { details: { timeoutMs: task.timeoutMs, ranMs: Math.round(now - startedAt) } })
+    ctx.onQueueWait?.(Math.max(0, startedAt - enqueued) / 1000)
+    ctx.onKill?.()
+    ctx.kill(Atomics.load(control, CONTROL_THREAD))
+    settle(failure)
+  }
+  timer = setTimeout(check, Math.max(0, Math.min(queueDeadline - posted, RESCUE_AFTER_MS, task.timeoutMs)))
+  ctx.inFlight.add(control)
+
+  let outcome: Attempt | ServiceError
+  try {
+    const answer = ctx.post(task).then((result): Attempt => ({ kind: 'result', result }), (err: unknown): Attempt => {
+      // The thread died. A task it never started (queued behind one that was killed) is
+      // posted again; one it was running failed with it.
+      if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) return { kind: 'again' }
+      throw err
+    })
+    answer.catch(() => {}) // still observed below; this only keeps a late rejection handled
+    outcome = await Promise.race([answer, watched])
+  } catch (err) {
+    if (failure !== undefined) throw failure
+    throw err
+  } finally {
+    ctx.inFlight.delete(control)
+    if (timer !== undefined) clearTimeout(timer)
+  }
+  if (!('kind' in outcome)) throw outcome
+  if (outcome.kind === 'result' && (outcome.result.ok || outcome.result.code !== 'OVERLOADED')) {
+    ctx.onQueueWait?.(Math.max(0, startedAtMs(task.control) - enqueued) / 1000)
+  }
+  return outcome
+}
