@@ -77,3 +77,41 @@ test('replacing a paused plugin closes its breaker', async () => {
   expect(put.statusCode).toBe(200)
   expect((await call(app, 'runaway', '{"fixed":true}')).json()).toEqual({ fixed: true })
 })
+
+test('calls of a fast plugin never wait behind a runaway call on its thread', async () => {
+  // echo is fast, so the pool queues several of its calls per thread; one of them may land
+  // behind a runaway call that had only just started. None may wait for the runaway's deadline.
+  const app = await setup({ QUEUE_TIMEOUT_MS: '60000' })
+  await app.app.inject({ method: 'PUT', url: '/plugins/runaway', ...uploadBody(await watFixture('hostile'), { limits: { timeoutMs: 3000 } }) })
+  for (let i = 0; i < 20; i++) expect((await call(app, 'echo', '{"warm":true}')).statusCode).toBe(200)
+  const order: string[] = []
+  const echo = async (i: number) => track(call(app, 'echo', `{"i":${i}}`), order, `echo${i}`)
+  const echoes = Array.from({ length: 20 }, async (_, i) => echo(i))
+  const runaway = track(call(app, 'runaway', '{}', '?function=loop'), order, 'runaway')
+  for (let i = 20; i < 60; i++) {
+    echoes.push(echo(i))
+    if (i % 8 === 0) await new Promise(resolve => setImmediate(resolve))
+  }
+  const answered = await Promise.all(echoes)
+  expect([...new Set(answered.map(r => r.statusCode))]).toEqual([200])
+  expect((await runaway).statusCode).toBe(504)
+  expect(order.at(-1)).toBe('runaway')
+}, 30_000)
+
+test('an answer is not held back or lost by the runaway call after it on the same thread', async () => {
+  // One thread: the echo and the runaway call are posted to it together, so the thread reads
+  // both at once. The echo's answer must be posted before the runaway starts, or it is lost
+  // when the thread is killed at the runaway's deadline.
+  const app = await setup({ WORKERS: '1', QUEUE_TIMEOUT_MS: '60000', BREAKER_THRESHOLD: '0' })
+  await app.app.inject({ method: 'PUT', url: '/plugins/runaway', ...uploadBody(await watFixture('hostile'), { limits: { timeoutMs: 1000 } }) })
+  for (let i = 0; i < 20; i++) expect((await call(app, 'echo', '{"warm":true}')).statusCode).toBe(200)
+  // (Which of the two reaches the thread first is up to the event loop; when the runaway call
+  // is first, the echo waits for the kill and is posted again, and still answers 200.)
+  for (let round = 0; round < 4; round++) {
+    const [echo, runaway] = await Promise.all([
+      call(app, 'echo', `{"round":${round}}`),
+      call(app, 'runaway', '{}', '?function=loop')
+    ])
+    expect([echo.statusCode, runaway.statusCode]).toEqual([200, 504])
+  }
+}, 30_000)
