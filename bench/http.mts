@@ -32,7 +32,7 @@ const DIST = resolve(process.env.BENCH_DIST ?? join(root, 'dist'))
 const OUT = resolve(process.env.BENCH_OUT ?? join(root, 'bench/results/latest.json'))
 const SERVICE_ENV = Object.fromEntries((process.env.BENCH_SERVICE_ENV ?? '').split(',').filter(kv => kv.includes('=')).map(kv => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
-interface Trial { rps: number, p50: number, p90: number, p99: number, max: number, ok: number, non2xx: number, errors: number }
+interface Trial { rps: number, p50: number, p90: number, p99: number, max: number, ok: number, non2xx: number, errors: number, mainCpuUs?: number }
 interface Plugin { name: string, fixture: string, manifest: Record<string, unknown> }
 interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string }
 
@@ -111,8 +111,26 @@ function runNode (args: string[]): string {
   return execFileSync(process.execPath, ['--no-liftoff', ...args], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
 }
 
-function load (url: string, bodyFile: string, seconds = SECONDS, connections = CONNECTIONS): Trial {
-  return JSON.parse(runNode([join(root, 'bench/load.mts'), JSON.stringify({ url, bodyFile, seconds, connections })])) as Trial
+/** CPU time (user + system, in clock ticks of 10 ms) of a process's main thread so far. */
+function mainThreadTicks (pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid ?? 0}/task/${pid ?? 0}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * One trial. With `server`, also the CPU its main thread spent per request: the thread every
+ * request crosses (HTTP parsing, routing, the hop to a worker and back, the reply).
+ */
+function load (url: string, bodyFile: string, seconds = SECONDS, connections = CONNECTIONS, server?: ChildProcess): Trial {
+  const before = mainThreadTicks(server?.pid)
+  const trial = JSON.parse(runNode([join(root, 'bench/load.mts'), JSON.stringify({ url, bodyFile, seconds, connections })])) as Trial
+  const ticks = mainThreadTicks(server?.pid) - before
+  if (server !== undefined && Number.isFinite(ticks) && trial.ok > 0) trial.mainCpuUs = ticks * 10_000 / (trial.ok + trial.non2xx)
+  return trial
 }
 
 const median = (xs: number[]): number => {
@@ -162,15 +180,15 @@ async function main (): Promise<void> {
     const sequential: Array<{ serviceP50Ms: number, inProcessMs: number }> = []
     for (let t = 0; t < TRIALS; t++) {
       for (const s of scenarios) {
-        const c = load(ceilingUrl, bodies.get(s) as string)
-        const r = load(`${serviceUrl}/plugins/${s.plugin}/execute`, bodies.get(s) as string)
+        const c = load(ceilingUrl, bodies.get(s) as string, SECONDS, CONNECTIONS, ceiling)
+        const r = load(`${serviceUrl}/plugins/${s.plugin}/execute`, bodies.get(s) as string, SECONDS, CONNECTIONS, service)
         if (r.non2xx > 0 || r.errors > 0) console.error(`${s.id}: ${r.non2xx} non-2xx, ${r.errors} errors`)
         const entry = results.get(s.id) ?? { trials: [], ceilings: [], ratios: [] }
         entry.trials.push(r)
         entry.ceilings.push(c)
         entry.ratios.push(r.rps / c.rps)
         results.set(s.id, entry)
-        console.error(`trial ${t + 1}/${TRIALS} ${s.id.padEnd(11)} ${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms | ceiling ${c.rps.toFixed(0)} req/s | ratio ${(r.rps / c.rps).toFixed(2)}`)
+        console.error(`trial ${t + 1}/${TRIALS} ${s.id.padEnd(11)} ${r.rps.toFixed(0).padStart(6)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms | ceiling ${c.rps.toFixed(0)} req/s | ratio ${(r.rps / c.rps).toFixed(2)} | main-thread CPU per request ${(r.mainCpuUs ?? NaN).toFixed(0)} / ${(c.mainCpuUs ?? NaN).toFixed(0)} µs`)
         if (s.id === 'cpu') {
           // The same wasm in-process, as many threads as the service has workers, same body.
           const out = runNode([join(root, 'bench/sandbox.mts'), '--cpu', `--dist=${DIST}`, `--threads=${WORKERS}`, `--seconds=${SECONDS}`, `--body=${bodies.get(s) as string}`])
@@ -203,6 +221,8 @@ async function main (): Promise<void> {
         ceilingP50: median(e.ceilings.map(x => x.p50)),
         ceilingP99: median(e.ceilings.map(x => x.p99)),
         ratio: median(e.ratios),
+        mainCpuUs: median(e.trials.map(x => x.mainCpuUs ?? NaN)),
+        ceilingMainCpuUs: median(e.ceilings.map(x => x.mainCpuUs ?? NaN)),
         failures: e.trials.reduce((n, x) => n + x.non2xx + x.errors, 0)
       }
     })
@@ -246,9 +266,9 @@ async function main (): Promise<void> {
     const lines = [
       `${machine.nproc} cores (${machine.cpu}), node ${machine.node}, WORKERS=${WORKERS}, ${CONNECTIONS} connections, ${TRIALS} x ${SECONDS} s trials interleaved, medians`,
       '',
-      '| scenario | body | req/s | p50 ms | p99 ms | p99/p50 | ceiling req/s | ceiling p50/p99 ms | ratio to ceiling |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-      ...summary.map(s => `| ${s.label} | ${s.bodyBytes} B | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.p99OverP50.toFixed(1)} | ${s.ceilingRps.toFixed(0)} | ${s.ceilingP50.toFixed(2)} / ${s.ceilingP99.toFixed(2)} | **${s.ratio.toFixed(2)}x**${s.failures > 0 ? ` (${s.failures} failures)` : ''} |`)
+      '| scenario | body | req/s | p50 ms | p99 ms | p99/p50 | ceiling req/s | ceiling p50/p99 ms | ratio to ceiling | main-thread CPU µs/req, service / ceiling |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      ...summary.map(s => `| ${s.label} | ${s.bodyBytes} B | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.p99OverP50.toFixed(1)} | ${s.ceilingRps.toFixed(0)} | ${s.ceilingP50.toFixed(2)} / ${s.ceilingP99.toFixed(2)} | **${s.ratio.toFixed(2)}x**${s.failures > 0 ? ` (${s.failures} failures)` : ''} | ${s.mainCpuUs.toFixed(0)} / ${s.ceilingMainCpuUs.toFixed(0)} |`)
     ]
     if (result.cpuInProcess !== undefined) {
       const c = result.cpuInProcess

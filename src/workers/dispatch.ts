@@ -21,14 +21,14 @@ export const RESCUE_AFTER_MS = 50
 
 export interface DispatchContext {
   /** Posts a task to a thread; rejects if the thread dies before answering. */
-  post: (task: ExecuteTask) => Promise<ExecuteResult>
+  post: (task: ExecuteTask, suspect: boolean) => Promise<ExecuteResult>
   /** Stops a thread at once (the deadline); its unfinished tasks reject. */
   kill: (threadId: number) => void
   queueTimeoutMs: number
-  /** Whether some thread runs no call now (a stuck task moves only then). */
-  spareThread: () => boolean
-  /** Control blocks of tasks posted and not yet answered (for the queue-size gauge). */
-  inFlight: Set<Int32Array>
+  /** Whether some thread would take a task without making it wait behind a long call. */
+  usableThread: () => boolean
+  /** Control blocks of tasks posted and not yet answered, each with its call's `suspect`. */
+  inFlight: Map<Int32Array, boolean>
   onQueueWait?: ((seconds: number) => void) | undefined
   onKill?: (() => void) | undefined
 }
@@ -41,15 +41,15 @@ type Attempt = { kind: 'result', result: ExecuteResult } | { kind: 'again' }
  * catalogue error. `enqueued` (clockMs) is when the call was admitted: the queue wait metric
  * counts from there. The deadline counts from the start on a thread.
  */
-export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext): Promise<ExecuteResult> {
+export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext, suspect = false): Promise<ExecuteResult> {
   const queueDeadline = clockMs() + ctx.queueTimeoutMs
   for (;;) {
-    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx)
+    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx, suspect)
     if (attempt.kind === 'result') return attempt.result
   }
 }
 
-async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: number, ctx: DispatchContext): Promise<Attempt> {
+async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: number, ctx: DispatchContext, suspect: boolean): Promise<Attempt> {
   const control = new Int32Array(task.control)
   const posted = clockMs()
   let failure: ServiceError | undefined
@@ -66,10 +66,10 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) {
       const due = Math.min(queueDeadline, posted + RESCUE_AFTER_MS)
       if (now < due) { timer = setTimeout(check, due - now); return }
-      // Past the queue timeout: give up. Short of it: move only if some thread runs nothing,
-      // else posting again just adds a task to a queue (piscina's or a thread's) and waiting
-      // here is as good.
-      if (now < queueDeadline && !ctx.spareThread()) { timer = setTimeout(check, Math.min(RESCUE_AFTER_MS, queueDeadline - now)); return }
+      // Past the queue timeout: give up. Short of it: move only if some thread would take it
+      // without a long wait, else posting again just adds a task to a queue (piscina's or a
+      // thread's) and waiting here is as good.
+      if (now < queueDeadline && !ctx.usableThread()) { timer = setTimeout(check, Math.min(RESCUE_AFTER_MS, queueDeadline - now)); return }
       if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) {
         if (now >= queueDeadline) {
           failure = serviceError('OVERLOADED', [`no worker was free within ${ctx.queueTimeoutMs} ms`], { retryAfterSeconds: 1 })
@@ -94,11 +94,11 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     settle(failure)
   }
   timer = setTimeout(check, Math.max(0, Math.min(queueDeadline - posted, RESCUE_AFTER_MS, task.timeoutMs)))
-  ctx.inFlight.add(control)
+  ctx.inFlight.set(control, suspect)
 
   let outcome: Attempt | ServiceError
   try {
-    const answer = ctx.post(task).then((result): Attempt => ({ kind: 'result', result }), (err: unknown): Attempt => {
+    const answer = ctx.post(task, suspect).then((result): Attempt => ({ kind: 'result', result }), (err: unknown): Attempt => {
       // The thread died. A task it never started (queued behind one that was killed) is
       // posted again; one it was running failed with it.
       if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) return { kind: 'again' }

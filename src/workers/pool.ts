@@ -26,6 +26,9 @@ export const WORKER_FILE = resolve(__dirname, '..', '..', 'dist', 'workers', 'wo
 /** A thread as piscina's balancer sees it (the type is not exported by name). */
 type PiscinaWorker = Parameters<NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>>[1][number]
 
+/** The worker export that suspected runaways are posted to (see worker.ts). */
+const SUSPECT_HANDLER = 'suspect'
+
 /** A thread whose call has run this long gets no more tasks queued behind it. */
 const STALLED_MS = 10
 
@@ -67,11 +70,13 @@ export class WorkerPool {
   readonly #queue: FairQueue
   readonly #breaker: Breaker
   /** Control blocks of the calls handed to piscina and not yet answered. */
-  readonly #dispatched = new Set<Int32Array>()
+  readonly #dispatched = new Map<Int32Array, boolean>()
   readonly #dispatchContext: DispatchContext
   readonly #speed = new CallSpeed()
   /** Threads being terminated, until piscina has seen them exit. */
   readonly #killing = new Set<Promise<void>>()
+  /** Threads given a suspected runaway's call, until the balancer finds them idle again. */
+  readonly #suspectThreads = new Set<number>()
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
@@ -89,7 +94,7 @@ export class WorkerPool {
       concurrentTasksPerWorker: TASKS_PER_WORKER,
       // piscina's default balancer would queue a task behind a long call on a busy thread
       // while another thread is still starting; this one never does (see #pickThread).
-      loadBalancer: (_task, workers) => this.#pickThread(workers),
+      loadBalancer: (task, workers) => this.#pickThread(task.name === SUSPECT_HANDLER, workers),
       idleTimeout: Number.MAX_SAFE_INTEGER,
       // piscina's own per-task histograms: the service keeps its own metrics
       recordTiming: false,
@@ -101,11 +106,11 @@ export class WorkerPool {
     // process alive and let the affected call fail.
     this.#piscina.on('error', () => {})
     this.#dispatchContext = {
-      post: (task) => this.#piscina.run(task) as Promise<ExecuteResult>,
+      post: (task, suspect) => this.#piscina.run(task, suspect ? { name: SUSPECT_HANDLER } : {}) as Promise<ExecuteResult>,
       kill: (threadId) => { this.#kill(threadId) },
       queueTimeoutMs: options.queueTimeoutMs,
       inFlight: this.#dispatched,
-      spareThread: () => this.#piscina.threads.some(t => this.#runningSince(t.threadId) === undefined),
+      usableThread: () => this.#piscina.threads.some(t => !this.#stalled(t.threadId)),
       onQueueWait: events.onQueueWait,
       onKill: () => events.onTermination?.('deadline')
     }
@@ -118,7 +123,7 @@ export class WorkerPool {
   /** Calls waiting for a thread: in the fair queue, or handed to piscina but not yet started. */
   get queueSize (): number {
     let notStarted = 0
-    for (const control of this.#dispatched) if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) notStarted++
+    for (const control of this.#dispatched.keys()) if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) notStarted++
     return this.#queue.waiting + notStarted
   }
 
@@ -158,10 +163,11 @@ export class WorkerPool {
         // it waits little); others get a call per thread, as a slow call would delay the
         // calls queued behind it on its thread.
         const { workers } = this.#options
-        const slots = this.#breaker.suspect(plugin) ? workers - 1 : this.#speed.fast(plugin) ? workers * TASKS_PER_WORKER : workers
+        const suspect = this.#breaker.suspect(plugin)
+        const slots = suspect ? workers - 1 : this.#speed.fast(plugin) ? workers * TASKS_PER_WORKER : workers
         await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, slots)
         try {
-          const result = await this.#run(rest, plugin, enqueued)
+          const result = await this.#run(rest, plugin, enqueued, suspect)
           outcome = 'ok'
           return result
         } finally {
@@ -180,29 +186,38 @@ export class WorkerPool {
   }
 
   /**
-   * An idle thread if there is one; else the least busy thread whose running call is young
-   * (shorter than STALLED_MS so far); else none, and piscina holds the task until a thread
-   * frees up or a replacement is ready.
+   * An idle thread if there is one; else, unless the call is a suspected runaway (which gets
+   * an idle thread or waits), the least busy thread that is not stalled (see #stalled); else
+   * none, and piscina holds the task until a thread frees up or a replacement is ready.
    */
-  #pickThread (workers: PiscinaWorker[]): PiscinaWorker | null {
+  #pickThread (suspect: boolean, workers: PiscinaWorker[]): PiscinaWorker | null {
     let best: PiscinaWorker | null = null
     for (const w of workers) {
-      if (w.currentUsage === 0) return w
+      if (w.currentUsage === 0) {
+        // Idle, so whatever suspect it was given is done. Marked at once, not when the call
+        // starts: tasks handed out in the same breath must not queue behind it.
+        if (suspect) this.#suspectThreads.add(w.id); else this.#suspectThreads.delete(w.id)
+        return w
+      }
+      if (suspect) continue
       if (w.currentUsage >= TASKS_PER_WORKER || (best !== null && w.currentUsage >= best.currentUsage)) continue
-      const since = this.#runningSince(w.id)
-      if (since === undefined || clockMs() - since < STALLED_MS) best = w
+      if (!this.#stalled(w.id)) best = w
     }
     return best
   }
 
-  /** When the call running on a thread started (undefined: it runs none of ours). */
-  #runningSince (threadId: number): number | undefined {
-    for (const control of this.#dispatched) {
+  /**
+   * Whether a thread's running call makes a bad place to wait: it has run STALLED_MS already,
+   * or its plugin was killed at its deadline since its last success (a likely runaway).
+   */
+  #stalled (threadId: number): boolean {
+    if (this.#suspectThreads.has(threadId)) return true
+    for (const [control, suspect] of this.#dispatched) {
       if (Atomics.load(control, CONTROL_THREAD) === threadId && Atomics.load(control, CONTROL_STATE) === STATE_RUNNING) {
-        return startedAtMs(control.buffer as SharedArrayBuffer)
+        return suspect || clockMs() - startedAtMs(control.buffer as SharedArrayBuffer) >= STALLED_MS
       }
     }
-    return undefined
+    return false
   }
 
   /**
@@ -212,6 +227,7 @@ export class WorkerPool {
   #kill (threadId: number): void {
     const thread = this.#piscina.threads.find(w => w.threadId === threadId)
     if (thread === undefined) return
+    this.#suspectThreads.delete(threadId)
     const exited = thread.terminate().then(() => {}, () => {}).finally(() => this.#killing.delete(exited))
     this.#killing.add(exited)
   }
@@ -222,10 +238,10 @@ export class WorkerPool {
     this.#speed.forget(plugin)
   }
 
-  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number): Promise<ExecuteOutcome> {
+  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number, suspect: boolean): Promise<ExecuteOutcome> {
     let result: ExecuteResult
     try {
-      result = await dispatch(task, enqueued, this.#dispatchContext)
+      result = await dispatch(task, enqueued, this.#dispatchContext, suspect)
     } catch (err) {
       if (isServiceError(err)) throw err
       if (err instanceof Error && err.message === 'Task queue is at limit') {
