@@ -41,10 +41,11 @@ type Attempt = { kind: 'result', result: ExecuteResult } | { kind: 'again' }
  * catalogue error. `enqueued` (clockMs) is when the call was admitted: the queue wait metric
  * counts from there. The deadline counts from the start on a thread.
  */
-export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext, suspect = false): Promise<ExecuteResult> {
+export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext, suspect: () => boolean = () => false): Promise<ExecuteResult> {
   const queueDeadline = clockMs() + ctx.queueTimeoutMs
   for (;;) {
-    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx, suspect)
+    // Asked again for each posting: the plugin may have been killed meanwhile.
+    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx, suspect())
     if (attempt.kind === 'result') return attempt.result
   }
 }

@@ -167,7 +167,7 @@ export class WorkerPool {
         const slots = suspect ? workers - 1 : this.#speed.fast(plugin) ? workers * TASKS_PER_WORKER : workers
         await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, slots)
         try {
-          const result = await this.#run(rest, plugin, enqueued, suspect)
+          const result = await this.#run(rest, plugin, enqueued)
           outcome = 'ok'
           return result
         } finally {
@@ -238,10 +238,10 @@ export class WorkerPool {
     this.#speed.forget(plugin)
   }
 
-  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number, suspect: boolean): Promise<ExecuteOutcome> {
+  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number): Promise<ExecuteOutcome> {
     let result: ExecuteResult
     try {
-      result = await dispatch(task, enqueued, this.#dispatchContext, suspect)
+      result = await dispatch(task, enqueued, this.#dispatchContext, () => this.#breaker.suspect(plugin))
     } catch (err) {
       if (isServiceError(err)) throw err
       if (err instanceof Error && err.message === 'Task queue is at limit') {
