@@ -24,8 +24,9 @@ export interface ExecuteTask {
   /** json ABI: the export to call. */
   entry: string
   /**
-   * The body. Moved to the worker, not copied, when it owns its whole ArrayBuffer: the caller
-   * must not use it after execute() (see WorkerPool#run).
+   * The body. Copied to the worker by postMessage, not moved: dispatch.ts may post the same
+   * task again (a thread died before starting it, or it moved off a stalled thread), so the
+   * bytes must stay here until the call is answered.
    */
   input: Uint8Array
   /** Limits for the host-provided memory, or undefined when the module has none. */
@@ -40,7 +41,7 @@ export interface ExecuteTask {
    * a fresh instance per call.
    */
   reuse?: string | undefined
-  /** See CONTROL_* below: the start handshake shared with the pool. */
+  /** See CONTROL_* below: the call's state, its thread and its start, shared with the pool. */
   control: SharedArrayBuffer
 }
 
@@ -67,7 +68,7 @@ export type ExecuteResult = ExecuteOk | ExecuteFailure
 //   [STATE]     QUEUED -> RUNNING -> DONE, or QUEUED -> CANCELLED (queue timeout), or
 //               RUNNING -> KILLED (deadline): compare-exchange on both sides, so a result
 //               that finished in time is never thrown away and a cancelled task never runs
-//   [THREAD]    the worker's threadId (for diagnostics)
+//   [THREAD]    the worker's threadId: the thread the deadline terminates
 //   bytes 8-15  (a Float64) clockMs() at start: the deadline counts from here, not from enqueue
 // Nobody waits on it: the pool reads it when its timer fires and when the result arrives.
 export const CONTROL_STATE = 0

@@ -1,5 +1,5 @@
 // POST /plugins/:name/execute: the hot path. The body arrives as raw bytes (any content type)
-// and is moved to the worker as it is; JSON is parsed on this thread only when the plugin
+// and is posted to the worker as it is; JSON is parsed on this thread only when the plugin
 // declares an inputSchema or an outputSchema. The worker checks the JSON validity of json-ABI
 // input and output off the event loop; its output bytes are moved back and sent as they are.
 import { isArrayBuffer } from 'node:util/types'
@@ -31,12 +31,12 @@ function parseJson (bytes: Uint8Array, what: string): { ok: true, value: unknown
 }
 
 /**
- * The body as a Uint8Array that owns its whole ArrayBuffer, so the pool can transfer it to the
- * worker instead of copying it. Fastify's buffer parser concatenates with Buffer.allocUnsafe:
- * bodies under 4 KiB are views into Node's shared 8 KiB slab, and postMessage serializes a
- * view's whole ArrayBuffer, so a 100-byte body cost an 8 KiB copy and allocation on each side
- * (measured: posting and receiving a task took 46 µs with a slab view, 11 µs with an owned
- * 100-byte buffer). Copying the small ones once is cheaper; larger ones are moved as they are.
+ * The body as a Uint8Array that owns its whole ArrayBuffer. Fastify's buffer parser
+ * concatenates with Buffer.allocUnsafe: bodies under 4 KiB are views into Node's shared 8 KiB
+ * slab, and postMessage serializes a view's whole ArrayBuffer, so a 100-byte body cost an 8 KiB
+ * copy and allocation on each side (measured: posting and receiving a task took 46 µs with a
+ * slab view, 11 µs with an owned 100-byte buffer). Copying the small ones once is cheaper.
+ * (The pool copies the body to the worker rather than moving it: see ExecuteTask.input.)
  */
 function ownedBytes (body: unknown): Uint8Array {
   if (!Buffer.isBuffer(body)) return new Uint8Array(0)
