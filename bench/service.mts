@@ -1,4 +1,4 @@
-// Shared by the reliability benchmarks: start `node --no-liftoff dist/main.js` on a free
+// Shared by the reliability benchmarks: start `node --no-liftoff --max-semi-space-size=16 dist/main.js` on a free
 // 127.0.0.1 port with a temp DATA_DIR, compile WAT fixtures, upload, call, read /proc.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -26,7 +26,7 @@ export async function startService (env: Record<string, string> = {}): Promise<S
   const dataDir = mkdtempSync(join(tmpdir(), 'wph-bench-'))
   const port = await freePort()
   // BENCH_DIST=/other/build/dist runs another build (before/after comparisons)
-  const child = spawn(process.execPath, ['--no-liftoff', join(process.env.BENCH_DIST ?? join(root, 'dist'), 'main.js')], {
+  const child = spawn(process.execPath, ['--no-liftoff', '--max-semi-space-size=16', join(process.env.BENCH_DIST ?? join(root, 'dist'), 'main.js')], {
     env: { PATH: process.env.PATH ?? '', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit']
   })
