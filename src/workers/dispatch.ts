@@ -27,7 +27,7 @@ export interface DispatchContext {
   queueTimeoutMs: number
   /** Whether some thread would take a task without making it wait behind a long call. */
   usableThread: () => boolean
-  /** Control blocks of tasks posted and not yet answered, each with its call's `suspect`. */
+  /** Control blocks of tasks posted and not yet let go of by piscina, each with its call's `suspect`. */
   inFlight: Map<Int32Array, boolean>
   onQueueWait?: ((seconds: number) => void) | undefined
   onKill?: (() => void) | undefined
@@ -67,10 +67,14 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     if (Atomics.load(control, CONTROL_STATE) === STATE_QUEUED) {
       const due = Math.min(queueDeadline, posted + RESCUE_AFTER_MS)
       if (now < due) { timer = setTimeout(check, due - now); return }
-      // Past the queue timeout: give up. Short of it: move only if some thread would take it
-      // without a long wait, else posting again just adds a task to a queue (piscina's or a
-      // thread's) and waiting here is as good.
-      if (now < queueDeadline && !ctx.usableThread()) { timer = setTimeout(check, Math.min(RESCUE_AFTER_MS, queueDeadline - now)); return }
+      // Past the queue timeout: give up. Short of it: move only a task that waits on a thread
+      // (behind a call that turned long) and only if some thread would take it without a long
+      // wait. A task still in piscina's own queue (no thread yet) keeps its place in line:
+      // moving it would send it to the back and leave a dead copy in the line (measured with
+      // the breaker off: healthy calls moved again and again, each time to the back, behind
+      // a runaway's deadline). A suspect waits for an idle thread wherever it is posted.
+      const placed = Atomics.load(control, CONTROL_THREAD) !== 0
+      if (now < queueDeadline && (!placed || suspect || !ctx.usableThread())) { timer = setTimeout(check, Math.min(RESCUE_AFTER_MS, queueDeadline - now)); return }
       if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) {
         if (now >= queueDeadline) {
           failure = serviceError('OVERLOADED', [`no worker was free within ${ctx.queueTimeoutMs} ms`], { retryAfterSeconds: 1 })
@@ -99,7 +103,19 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
 
   let outcome: Attempt | ServiceError
   try {
-    const answer = ctx.post(task, suspect).then((result): Attempt => ({ kind: 'result', result }), (err: unknown): Attempt => {
+    let handed: Promise<ExecuteResult>
+    try {
+      handed = ctx.post(task, suspect)
+    } catch (err) {
+      ctx.inFlight.delete(control)
+      throw err
+    }
+    // Forgotten when piscina lets go of the task, not when this call moves on: a task
+    // cancelled behind a long call still takes a place on that thread until the thread
+    // reaches it or dies, and the balancer discounts it (pool.ts #pickThread).
+    const forget = (): void => { ctx.inFlight.delete(control) }
+    handed.then(forget, forget)
+    const answer = handed.then((result): Attempt => ({ kind: 'result', result }), (err: unknown): Attempt => {
       // The thread died. A task it never started (queued behind one that was killed) is
       // posted again; one it was running failed with it.
       if (Atomics.compareExchange(control, CONTROL_STATE, STATE_QUEUED, STATE_CANCELLED) === STATE_QUEUED) return { kind: 'again' }
@@ -111,7 +127,6 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     if (failure !== undefined) throw failure
     throw err
   } finally {
-    ctx.inFlight.delete(control)
     if (timer !== undefined) clearTimeout(timer)
   }
   if (!('kind' in outcome)) throw outcome

@@ -10,9 +10,9 @@
 // openSync, all closed by terminate(); a main-thread "reaper" that closed them again once
 // closed numbers already reused by the replacement thread's libuv, and aborted the process).
 import { resolve } from 'node:path'
-import { Piscina } from 'piscina'
+import { Piscina, queueOptionsSymbol } from 'piscina'
 import { isServiceError, serviceError } from '../errors'
-import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_QUEUED, STATE_RUNNING } from './protocol'
+import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 import { Breaker } from './breaker'
 import { FairQueue } from './fair-queue'
@@ -23,8 +23,16 @@ import type { DispatchContext } from './dispatch'
 /** The compiled worker; tests and production run the same file. */
 export const WORKER_FILE = resolve(__dirname, '..', '..', 'dist', 'workers', 'worker.js')
 
+type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>
 /** A thread as piscina's balancer sees it (the type is not exported by name). */
-type PiscinaWorker = Parameters<NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>>[1][number]
+type PiscinaWorker = Parameters<Balancer>[1][number]
+
+/**
+ * A task as handed to piscina: its control block rides along under piscina's queue-options
+ * symbol, the one property of a task a balancer is shown (postMessage does not copy
+ * symbol-keyed properties, so the worker never sees it).
+ */
+type Placeable = ExecuteTask & { [queueOptionsSymbol]: Int32Array }
 
 /** The worker export that suspected runaways are posted to (see worker.ts). */
 const SUSPECT_HANDLER = 'suspect'
@@ -77,6 +85,8 @@ export class WorkerPool {
   readonly #killing = new Set<Promise<void>>()
   /** Threads given a suspected runaway's call, until the balancer finds them idle again. */
   readonly #suspectThreads = new Set<number>()
+  /** Threads that have started (loaded the worker file), by threadId. */
+  readonly #ready = new Set<number>()
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
@@ -94,7 +104,17 @@ export class WorkerPool {
       concurrentTasksPerWorker: TASKS_PER_WORKER,
       // piscina's default balancer would queue a task behind a long call on a busy thread
       // while another thread is still starting; this one never does (see #pickThread).
-      loadBalancer: (task, workers) => this.#pickThread(task.name === SUSPECT_HANDLER, workers),
+      loadBalancer: (task, workers) => {
+        const control = task[queueOptionsSymbol]
+        if (!(control instanceof Int32Array)) return this.#pickThread(task.name === SUSPECT_HANDLER, workers)
+        // Cancelled while in piscina's queue (moved, or timed out): piscina cannot drop it, so
+        // it goes to whichever thread skips it soonest, and claims no idle thread as a suspect.
+        const cancelled = Atomics.load(control, CONTROL_STATE) === STATE_CANCELLED
+        const picked = this.#pickThread(!cancelled && task.name === SUSPECT_HANDLER, workers)
+        // Where the task waits, known before it starts (see #parked).
+        if (picked !== null) Atomics.store(control, CONTROL_THREAD, picked.id)
+        return picked
+      },
       idleTimeout: Number.MAX_SAFE_INTEGER,
       // piscina's own per-task histograms: the service keeps its own metrics
       recordTiming: false,
@@ -105,12 +125,21 @@ export class WorkerPool {
     // A worker that dies outside a deliberate termination is replaced by piscina; keep the
     // process alive and let the affected call fail.
     this.#piscina.on('error', () => {})
+    // piscina offers its balancer threads that are still starting as if they were idle, and
+    // a task handed to one waits until it has loaded the worker file (measured with the
+    // breaker off: healthy calls waited 80-100 ms on each replacement of a killed thread).
+    // 'workerCreate' comes when a thread is ready; only those are picked.
+    this.#piscina.on('workerCreate', (w: PiscinaWorker) => { this.#ready.add(w.id) })
+    this.#piscina.on('workerDestroy', (w: PiscinaWorker) => { this.#ready.delete(w.id) })
     this.#dispatchContext = {
-      post: (task, suspect) => this.#piscina.run(task, suspect ? { name: SUSPECT_HANDLER } : {}) as Promise<ExecuteResult>,
+      post: (task, suspect) => {
+        const placeable: Placeable = Object.assign(task, { [queueOptionsSymbol]: new Int32Array(task.control) })
+        return this.#piscina.run(placeable, suspect ? { name: SUSPECT_HANDLER } : {}) as Promise<ExecuteResult>
+      },
       kill: (threadId) => { this.#kill(threadId) },
       queueTimeoutMs: options.queueTimeoutMs,
       inFlight: this.#dispatched,
-      usableThread: () => this.#piscina.threads.some(t => !this.#stalled(t.threadId)),
+      usableThread: () => this.#piscina.threads.some(t => this.#ready.has(t.threadId) && !this.#stalled(t.threadId)),
       onQueueWait: events.onQueueWait,
       onKill: () => events.onTermination?.('deadline')
     }
@@ -192,30 +221,56 @@ export class WorkerPool {
    */
   #pickThread (suspect: boolean, workers: PiscinaWorker[]): PiscinaWorker | null {
     let best: PiscinaWorker | null = null
+    let bestUsage = 0
+    const parked = this.#parked()
     for (const w of workers) {
-      if (w.currentUsage === 0) {
+      if (!this.#ready.has(w.id)) continue
+      const usage = w.currentUsage - (parked?.get(w.id) ?? 0)
+      if (usage <= 0) {
         // Idle, so whatever suspect it was given is done. Marked at once, not when the call
         // starts: tasks handed out in the same breath must not queue behind it.
         if (suspect) this.#suspectThreads.add(w.id); else this.#suspectThreads.delete(w.id)
         return w
       }
       if (suspect) continue
-      if (w.currentUsage >= TASKS_PER_WORKER || (best !== null && w.currentUsage >= best.currentUsage)) continue
-      if (!this.#stalled(w.id)) best = w
+      if (usage >= TASKS_PER_WORKER || (best !== null && usage >= bestUsage)) continue
+      if (!this.#stalled(w.id)) { best = w; bestUsage = usage }
     }
     return best
   }
 
   /**
-   * Whether a thread's running call makes a bad place to wait: it has run STALLED_MS already,
-   * or its plugin was killed at its deadline since its last success (a likely runaway).
+   * Cancelled tasks still waiting on each thread, or undefined if there are none. A task moved
+   * off a thread stuck in a long call stays in that thread's port until the thread reaches
+   * it (and skips it) or dies; piscina counts it as load all the while, so a thread could look
+   * full of work it will never do (measured with the breaker off: both threads at 4 tasks,
+   * healthy calls held in piscina's queue for a whole runaway deadline).
+   */
+  #parked (): Map<number, number> | undefined {
+    let parked: Map<number, number> | undefined
+    for (const control of this.#dispatched.keys()) {
+      if (Atomics.load(control, CONTROL_STATE) !== STATE_CANCELLED) continue
+      const thread = Atomics.load(control, CONTROL_THREAD)
+      parked ??= new Map()
+      parked.set(thread, (parked.get(thread) ?? 0) + 1)
+    }
+    return parked
+  }
+
+  /**
+   * Whether a thread is a bad place to wait: its running call has run STALLED_MS already, or
+   * its plugin was killed at its deadline since its last success (a likely runaway), or the
+   * thread is being terminated (its killed call stays listed until piscina sees the exit, and
+   * until then piscina offers the thread like any other: measured with the breaker off, healthy
+   * calls were handed to a dying thread after every kill and had to be posted again).
    */
   #stalled (threadId: number): boolean {
     if (this.#suspectThreads.has(threadId)) return true
     for (const [control, suspect] of this.#dispatched) {
-      if (Atomics.load(control, CONTROL_THREAD) === threadId && Atomics.load(control, CONTROL_STATE) === STATE_RUNNING) {
-        return suspect || clockMs() - startedAtMs(control.buffer as SharedArrayBuffer) >= STALLED_MS
-      }
+      if (Atomics.load(control, CONTROL_THREAD) !== threadId) continue
+      const state = Atomics.load(control, CONTROL_STATE)
+      if (state === STATE_KILLED) return true
+      if (state === STATE_RUNNING) return suspect || clockMs() - startedAtMs(control.buffer as SharedArrayBuffer) >= STALLED_MS
     }
     return false
   }

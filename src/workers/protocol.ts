@@ -68,7 +68,9 @@ export type ExecuteResult = ExecuteOk | ExecuteFailure
 //   [STATE]     QUEUED -> RUNNING -> DONE, or QUEUED -> CANCELLED (queue timeout), or
 //               RUNNING -> KILLED (deadline): compare-exchange on both sides, so a result
 //               that finished in time is never thrown away and a cancelled task never runs
-//   [THREAD]    the worker's threadId: the thread the deadline terminates
+//   [THREAD]    the threadId of the thread the task was handed to (written by the pool's
+//               balancer, then by the worker when it starts): the thread the deadline
+//               terminates, and where a cancelled task still waits (pool.ts #pickThread)
 //   bytes 8-15  (a Float64) clockMs() at start: the deadline counts from here, not from enqueue
 // Nobody waits on it: the pool reads it when its timer fires and when the result arrives.
 export const CONTROL_STATE = 0
