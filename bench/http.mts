@@ -1,12 +1,14 @@
 // The service against its ceiling, over real HTTP, in one run: `npm run bench`.
 //
-// Starts `node --no-liftoff dist/main.js` (the service, default WORKERS) and bench/ceiling.mts
-// (a plain fastify route that parses and returns the same JSON body) on 127.0.0.1, then drives
-// them with autocannon from a third process (bench/load.mts), trials interleaved (ceiling,
-// echo, ceiling, cpu, ... repeated), so that a noisy, shared machine moves both sides alike.
-// Each scenario's ratio is the median, over trials, of its req/s over the ceiling trial run
-// just before it with the same body. The CPU-bound plugin is also run in-process, without the
-// service, by bench/sandbox.mts with as many threads as the service has workers.
+// Starts `node --no-liftoff --max-semi-space-size=16 dist/main.js` (the service, default
+// WORKERS) and bench/ceiling.mts (a plain fastify route that parses and returns the same JSON
+// body) on 127.0.0.1, then drives them with autocannon from a third process (bench/load.mts),
+// trials interleaved (ceiling, echo, ceiling, cpu, ... repeated), so that a noisy, shared
+// machine moves both sides alike. Each scenario's ratio is the median, over trials, of its
+// req/s over the ceiling trial run just before it with the same body. The CPU-bound plugin is
+// also run in-process, without the service, by bench/sandbox.mts with as many threads as the
+// service has workers. The floor (bench/floor.mts) is the ceiling's route plus a piscina round
+// trip and nothing else: the most a design with a worker hop per call can reach here.
 // Writes bench/results/latest.json and prints a markdown table.
 //   BENCH_SECONDS=5 BENCH_TRIALS=3 BENCH_ONLY=echo,cpu WORKERS=2 LOG_LEVEL=warn
 //   BENCH_DIST=/elsewhere/dist: run another build of the service (before/after a change);
@@ -34,7 +36,8 @@ const SERVICE_ENV = Object.fromEntries((process.env.BENCH_SERVICE_ENV ?? '').spl
 
 interface Trial { rps: number, p50: number, p90: number, p99: number, max: number, ok: number, non2xx: number, errors: number, mainCpuUs?: number }
 interface Plugin { name: string, fixture: string, manifest: Record<string, unknown> }
-interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string }
+/** `floor`: bench/floor.mts instead of the service (a piscina round trip, no wasm). */
+interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string, floor?: boolean }
 
 const plugins: Plugin[] = [
   { name: 'echo', fixture: 'bench-echo', manifest: {} },
@@ -57,7 +60,8 @@ const scenarios: Scenario[] = [
   { id: 'cpu', label: 'cpu (FNV-1a, fixed work)', plugin: 'fnv', body: small },
   { id: 'echo-64k', label: `echo, ${(big.length / 1024).toFixed(0)} KiB input`, plugin: 'echo', body: big },
   { id: 'wasi-echo', label: 'wasi echo (stdin -> stdout)', plugin: 'wasi-echo', body: small },
-  { id: 'echo-reuse', label: 'echo, "instance": "reuse"', plugin: 'echo-reuse', body: small }
+  { id: 'echo-reuse', label: 'echo, "instance": "reuse"', plugin: 'echo-reuse', body: small },
+  { id: 'floor', label: 'floor: piscina round trip, no wasm', plugin: '', body: small, floor: true }
 ].filter(s => ONLY === undefined || ONLY.includes(s.id))
 
 async function compileFixture (wabt: Awaited<ReturnType<typeof wabtInit>>, name: string): Promise<Buffer> {
@@ -66,8 +70,11 @@ async function compileFixture (wabt: Awaited<ReturnType<typeof wabtInit>>, name:
   try { return Buffer.from(mod.toBinary({}).buffer) } finally { mod.destroy() }
 }
 
+/** The service's flags (package.json `start`), for the ceiling too: the same process kind. */
+const SERVER_FLAGS = ['--no-liftoff', '--max-semi-space-size=16']
+
 function node (args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['--no-liftoff', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  return spawn(process.execPath, [...SERVER_FLAGS, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
 }
 
 async function firstLine (child: ChildProcess): Promise<string> {
@@ -149,8 +156,11 @@ async function main (): Promise<void> {
     HOST: '127.0.0.1', PORT: String(port), DATA_DIR: join(work, 'data'), LOG_LEVEL, WORKERS: String(WORKERS), ...SERVICE_ENV
   })
   const ceiling = node([join(root, 'bench/ceiling.mts')], { PORT: '0' })
+  const floor = node([join(root, 'bench/floor.mts')], { PORT: '0', WORKERS: String(WORKERS) })
   try {
     const ceilingPort = (JSON.parse(await firstLine(ceiling)) as { port: number }).port
+    const floorUrl = `http://127.0.0.1:${(JSON.parse(await firstLine(floor)) as { port: number }).port}/echo`
+    const target = (s: Scenario): string => s.floor === true ? floorUrl : `${serviceUrl}/plugins/${s.plugin}/execute`
     const ceilingUrl = `http://127.0.0.1:${ceilingPort}/echo`
     const serviceUrl = `http://127.0.0.1:${port}`
     await waitReady(serviceUrl)
@@ -165,14 +175,14 @@ async function main (): Promise<void> {
       const file = join(work, `${s.id}.json`)
       writeFileSync(file, s.body)
       bodies.set(s, file)
-      await check(`${serviceUrl}/plugins/${s.plugin}/execute`, s.body)
+      await check(target(s), s.body)
       await check(ceilingUrl, s.body)
     }
 
     // Warm-up (JIT, memory pools, connection setup): one short trial of each, not recorded.
     for (const s of scenarios) {
       load(ceilingUrl, bodies.get(s) as string, 1)
-      load(`${serviceUrl}/plugins/${s.plugin}/execute`, bodies.get(s) as string, 1)
+      load(target(s), bodies.get(s) as string, 1)
     }
 
     const results = new Map<string, { trials: Trial[], ceilings: Trial[], ratios: number[] }>()
@@ -181,7 +191,7 @@ async function main (): Promise<void> {
     for (let t = 0; t < TRIALS; t++) {
       for (const s of scenarios) {
         const c = load(ceilingUrl, bodies.get(s) as string, SECONDS, CONNECTIONS, ceiling)
-        const r = load(`${serviceUrl}/plugins/${s.plugin}/execute`, bodies.get(s) as string, SECONDS, CONNECTIONS, service)
+        const r = load(target(s), bodies.get(s) as string, SECONDS, CONNECTIONS, s.floor === true ? floor : service)
         if (r.non2xx > 0 || r.errors > 0) console.error(`${s.id}: ${r.non2xx} non-2xx, ${r.errors} errors`)
         const entry = results.get(s.id) ?? { trials: [], ceilings: [], ratios: [] }
         entry.trials.push(r)
@@ -280,6 +290,7 @@ async function main (): Promise<void> {
   } finally {
     service.kill('SIGTERM')
     ceiling.kill('SIGTERM')
+    floor.kill('SIGTERM')
     rmSync(work, { recursive: true, force: true })
   }
 }
