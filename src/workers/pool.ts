@@ -85,8 +85,6 @@ export class WorkerPool {
   readonly #killing = new Set<Promise<void>>()
   /** Threads given a suspected runaway's call, until the balancer finds them idle again. */
   readonly #suspectThreads = new Set<number>()
-  /** Threads that have started (loaded the worker file), by threadId. */
-  readonly #ready = new Set<number>()
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
@@ -125,12 +123,6 @@ export class WorkerPool {
     // A worker that dies outside a deliberate termination is replaced by piscina; keep the
     // process alive and let the affected call fail.
     this.#piscina.on('error', () => {})
-    // piscina offers its balancer threads that are still starting as if they were idle, and
-    // a task handed to one waits until it has loaded the worker file (measured with the
-    // breaker off: healthy calls waited 80-100 ms on each replacement of a killed thread).
-    // 'workerCreate' comes when a thread is ready; only those are picked.
-    this.#piscina.on('workerCreate', (w: PiscinaWorker) => { this.#ready.add(w.id) })
-    this.#piscina.on('workerDestroy', (w: PiscinaWorker) => { this.#ready.delete(w.id) })
     this.#dispatchContext = {
       post: (task, suspect) => {
         const placeable: Placeable = Object.assign(task, { [queueOptionsSymbol]: new Int32Array(task.control) })
@@ -139,7 +131,7 @@ export class WorkerPool {
       kill: (threadId) => { this.#kill(threadId) },
       queueTimeoutMs: options.queueTimeoutMs,
       inFlight: this.#dispatched,
-      usableThread: () => this.#piscina.threads.some(t => this.#ready.has(t.threadId) && !this.#stalled(t.threadId)),
+      usableThread: () => this.#piscina.threads.some(t => !this.#stalled(t.threadId)),
       onQueueWait: events.onQueueWait,
       onKill: () => events.onTermination?.('deadline')
     }
@@ -223,8 +215,12 @@ export class WorkerPool {
     let best: PiscinaWorker | null = null
     let bestUsage = 0
     const parked = this.#parked()
+    // A thread that is still starting is offered as idle too, and a task handed to it waits
+    // until it has loaded the worker file (80-100 ms after a kill on a loaded machine).
+    // Skipping such threads (they are known from piscina's 'workerCreate' event) was measured
+    // and dropped: bench:isolation with the breaker on fell from 0.93-0.97 to 0.78-0.90
+    // (3 interleaved runs each), and nothing improved with it off.
     for (const w of workers) {
-      if (!this.#ready.has(w.id)) continue
       const usage = w.currentUsage - (parked?.get(w.id) ?? 0)
       if (usage <= 0) {
         // Idle, so whatever suspect it was given is done. Marked at once, not when the call
