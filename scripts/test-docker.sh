@@ -135,7 +135,8 @@ uid=$(docker exec "$name" id -u)
 data_owner=$(docker exec "$name" stat -c %u /data)
 [ "$data_owner" = 1000 ] || fail "/data is owned by uid $data_owner, expected 1000"
 cmdline=$(docker exec "$name" sh -c 'tr "\0" " " </proc/1/cmdline') && cmdline=${cmdline% }
-[[ "$cmdline" == "node --no-liftoff dist/main.js"* ]] || fail "PID 1 is '$cmdline', expected node --no-liftoff dist/main.js"
+expected="node --no-liftoff --max-semi-space-size=16 dist/main.js"
+[[ "$cmdline" == "$expected"* ]] || fail "PID 1 is '$cmdline', expected $expected"
 echo "uid $uid, /data owned by $data_owner, PID 1: $cmdline"
 for _ in $(seq 1 30); do
   health=$(docker inspect -f '{{.State.Health.Status}}' "$name")
