@@ -20,8 +20,8 @@ export const TASKS_PER_WORKER = 4
 export const RESCUE_AFTER_MS = 50
 
 export interface DispatchContext {
-  /** Posts a task to a thread; rejects if the thread dies before answering. */
-  post: (task: ExecuteTask, suspect: boolean) => Promise<ExecuteResult>
+  /** Posts a task (`control` views its control block) to a thread; rejects if the thread dies before answering. */
+  post: (task: ExecuteTask, control: Int32Array, suspect: boolean) => Promise<ExecuteResult>
   /** Stops a thread at once (the deadline); its unfinished tasks reject. */
   kill: (threadId: number) => void
   queueTimeoutMs: number
@@ -56,6 +56,7 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
   let failure: ServiceError | undefined
   let settle: (value: Attempt | ServiceError) => void = () => {}
   const watched = new Promise<Attempt | ServiceError>(resolve => { settle = resolve })
+  const reportQueueWait = (): void => { ctx.onQueueWait?.(Math.max(0, startedAtMs(task.control) - enqueued) / 1000) }
 
   // Nobody waits on the control block: waking the main thread when a task starts cost a thread
   // wake per call. One timer instead, armed for the earliest moment a bound can pass (the
@@ -93,7 +94,7 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     // A running wasm loop cannot be interrupted in its thread: the thread goes.
     // ranMs - timeoutMs is the overshoot: how late the thread was stopped.
     failure = serviceError('DEADLINE_EXCEEDED', [task.timeoutMs], { details: { timeoutMs: task.timeoutMs, ranMs: Math.round(now - startedAt) } })
-    ctx.onQueueWait?.(Math.max(0, startedAt - enqueued) / 1000)
+    reportQueueWait()
     ctx.onKill?.()
     ctx.kill(Atomics.load(control, CONTROL_THREAD))
     settle(failure)
@@ -105,7 +106,7 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
   try {
     let handed: Promise<ExecuteResult>
     try {
-      handed = ctx.post(task, suspect)
+      handed = ctx.post(task, control, suspect)
     } catch (err) {
       ctx.inFlight.delete(control)
       throw err
@@ -130,8 +131,6 @@ async function postOnce (task: ExecuteTask, enqueued: number, queueDeadline: num
     if (timer !== undefined) clearTimeout(timer)
   }
   if (!('kind' in outcome)) throw outcome
-  if (outcome.kind === 'result' && (outcome.result.ok || outcome.result.code !== 'OVERLOADED')) {
-    ctx.onQueueWait?.(Math.max(0, startedAtMs(task.control) - enqueued) / 1000)
-  }
+  if (outcome.kind === 'result' && (outcome.result.ok || outcome.result.code !== 'OVERLOADED')) reportQueueWait()
   return outcome
 }

@@ -103,14 +103,14 @@ export class WorkerPool {
       // piscina's default balancer would queue a task behind a long call on a busy thread
       // while another thread is still starting; this one never does (see #pickThread).
       loadBalancer: (task, workers) => {
-        const control = task[queueOptionsSymbol]
-        if (!(control instanceof Int32Array)) return this.#pickThread(task.name === SUSPECT_HANDLER, workers)
+        const queued = task[queueOptionsSymbol]
+        const control = queued instanceof Int32Array ? queued : undefined
         // Cancelled while in piscina's queue (moved, or timed out): piscina cannot drop it, so
         // it goes to whichever thread skips it soonest, and claims no idle thread as a suspect.
-        const cancelled = Atomics.load(control, CONTROL_STATE) === STATE_CANCELLED
+        const cancelled = control !== undefined && Atomics.load(control, CONTROL_STATE) === STATE_CANCELLED
         const picked = this.#pickThread(!cancelled && task.name === SUSPECT_HANDLER, workers)
         // Where the task waits, known before it starts (see #parked).
-        if (picked !== null) Atomics.store(control, CONTROL_THREAD, picked.id)
+        if (picked !== null && control !== undefined) Atomics.store(control, CONTROL_THREAD, picked.id)
         return picked
       },
       idleTimeout: Number.MAX_SAFE_INTEGER,
@@ -124,8 +124,8 @@ export class WorkerPool {
     // process alive and let the affected call fail.
     this.#piscina.on('error', () => {})
     this.#dispatchContext = {
-      post: (task, suspect) => {
-        const placeable: Placeable = Object.assign(task, { [queueOptionsSymbol]: new Int32Array(task.control) })
+      post: (task, control, suspect) => {
+        const placeable: Placeable = Object.assign(task, { [queueOptionsSymbol]: control })
         return this.#piscina.run(placeable, suspect ? { name: SUSPECT_HANDLER } : {}) as Promise<ExecuteResult>
       },
       kill: (threadId) => { this.#kill(threadId) },
