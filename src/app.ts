@@ -93,7 +93,11 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   // The gauges read the pool lazily: it is created below, after the registry has loaded.
   const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads }))
   const store = new PluginStore(config.dataDir)
-  const cache = new ModuleCache(config.moduleCacheSize, { onCompile: metrics.compiled })
+  const cache = new ModuleCache(config.moduleCacheBytes, {
+    onCompile: metrics.compiled,
+    onLookup: metrics.moduleCacheLookup,
+    onBytes: metrics.moduleCacheBytes
+  })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).
   const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name) })
   await registry.load((msg, err) => app.log.warn({ err }, msg))

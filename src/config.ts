@@ -34,7 +34,7 @@ export interface Config {
   readonly breakerThreshold: number
   readonly breakerCooldownMs: number
   readonly maxPlugins: number
-  readonly moduleCacheSize: number
+  readonly moduleCacheBytes: number
   readonly volumes: ReadonlyMap<string, Volume>
   readonly allowedEnv: ReadonlySet<string>
   readonly authToken: string | undefined
@@ -70,7 +70,7 @@ const envSchema = {
     BREAKER_THRESHOLD: { type: 'integer', minimum: 0, maximum: 1000, default: 3 },
     BREAKER_COOLDOWN_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000 },
     MAX_PLUGINS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000 },
-    MODULE_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 64 },
+    MODULE_CACHE_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * MiB, default: 256 * MiB },
     VOLUMES: { type: 'string', default: '' },
     ALLOWED_ENV: { type: 'string', default: '' },
     AUTH_TOKEN: { type: 'string', minLength: 16 },
@@ -165,7 +165,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     breakerThreshold: num('BREAKER_THRESHOLD'),
     breakerCooldownMs: num('BREAKER_COOLDOWN_MS'),
     maxPlugins: num('MAX_PLUGINS'),
-    moduleCacheSize: num('MODULE_CACHE_SIZE'),
+    moduleCacheBytes: num('MODULE_CACHE_BYTES'),
     volumes: parseVolumes(str('VOLUMES')),
     allowedEnv: new Set(allowedEnv),
     authToken: v.AUTH_TOKEN as string | undefined,

@@ -10,6 +10,7 @@ import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
 import { compileSchema, nameRegExp, parseManifest } from './manifest'
 import type { Manifest } from './manifest'
+import { estimateCompiledBytes } from './module-cache'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
 
@@ -162,7 +163,7 @@ export class PluginRegistry {
         // only an unreferenced module, which the next start collects.
         await this.#store.putModule(sha256, bytes)
         await this.#store.putDescriptor(name, { descriptor, manifest } satisfies StoredRecord)
-        this.#cache.set(cacheKey(descriptor), compiled)
+        this.#cache.set(cacheKey(descriptor), compiled, compiledCost(inspection))
         this.#plugins.set(name, entry)
       })
     } catch (err) {
@@ -184,6 +185,7 @@ export class PluginRegistry {
 
   #entry (descriptor: PluginDescriptor, manifest: Manifest, inspection: Inspection): PluginEntry {
     const key = cacheKey(descriptor)
+    const cost = compiledCost(inspection)
     const wasi = descriptor.capabilities.wasi !== undefined
     // On a cache miss the module is read back and rewritten again rather than kept in memory.
     const load = async (): Promise<Uint8Array> =>
@@ -193,7 +195,7 @@ export class PluginRegistry {
       memory: inspection.memory,
       validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
       validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
-      module: () => this.#cache.get(key, load)
+      module: () => this.#cache.get(key, cost, load)
     })
   }
 
@@ -254,6 +256,10 @@ class SharedLock {
       next.grant()
     }
   }
+}
+
+function compiledCost (inspection: Inspection): number {
+  return estimateCompiledBytes({ size: inspection.rewritten.length, functions: inspection.info.counts.functions, codeBytes: inspection.info.codeBytes })
 }
 
 function cacheKey (d: PluginDescriptor): string {

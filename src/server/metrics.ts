@@ -16,6 +16,9 @@ export interface Metrics {
   queueWait: (seconds: number) => void
   terminated: (reason: string) => void
   compiled: (seconds: number) => void
+  /** A compiled-module cache lookup: served from the cache, or a compile. */
+  moduleCacheLookup: (hit: boolean) => void
+  moduleCacheBytes: (bytes: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
 }
@@ -71,6 +74,17 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
     registers: [registry]
   })
+  const cacheLookups = new Counter({
+    name: 'module_cache_lookups_total',
+    help: 'Compiled-module cache lookups by result (hit, or miss: the module was compiled).',
+    labelNames: ['result'] as const,
+    registers: [registry]
+  })
+  const cacheBytes = new Gauge({
+    name: 'module_cache_bytes',
+    help: 'Estimated memory of the cached compiled modules (bounded by MODULE_CACHE_BYTES).',
+    registers: [registry]
+  })
   const labelled = new Set<string>()
   const label = (plugin: string): string => {
     if (labelled.has(plugin)) return plugin
@@ -88,6 +102,8 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     queueWait: (seconds) => queueWait.observe(seconds),
     terminated: (reason) => terminations.inc({ reason }),
     compiled: (seconds) => compile.observe(seconds),
+    moduleCacheLookup: (hit) => cacheLookups.inc({ result: hit ? 'hit' : 'miss' }),
+    moduleCacheBytes: (bytes) => cacheBytes.set(bytes),
     pluginsLoaded: (count) => loaded.set(count),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return

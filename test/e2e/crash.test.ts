@@ -221,7 +221,7 @@ test('a delete collecting a module while another plugin is published with the sa
   }
   try {
     const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent' })
-    const registry = new PluginRegistry(config, new SlowCollectingStore(dataDir), new ModuleCache(8))
+    const registry = new PluginRegistry(config, new SlowCollectingStore(dataDir), new ModuleCache(8 * 1024 * 1024))
     await registry.load(() => {})
     const bytes = withCustomSection(await watFixture('echo'), Buffer.from('race'))
     await registry.create({ bytes, manifest: '{"name":"first"}' })
@@ -233,7 +233,7 @@ test('a delete collecting a module while another plugin is published with the sa
     expect(registry.get('second')?.descriptor.sha256).toBe(second.sha256)
     expect(existsSync(join(dataDir, 'modules', `${second.sha256}.wasm`))).toBe(true)
     // and after a restart, the plugin is there
-    const reloaded = new PluginRegistry(config, new PluginStore(dataDir), new ModuleCache(8))
+    const reloaded = new PluginRegistry(config, new PluginStore(dataDir), new ModuleCache(8 * 1024 * 1024))
     await reloaded.load((msg) => { throw new Error(msg) })
     expect(reloaded.list().map(d => d.name)).toEqual(['second'])
   } finally {
@@ -252,13 +252,13 @@ test("a crash between a delete's commit and the removal of the plugin's volume d
     const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent' })
     const manifest = JSON.stringify({ name: 'private', capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } })
     const echo = await watFixture('echo')
-    const before = new PluginRegistry(config, new CrashingStore(dataDir), new ModuleCache(8))
+    const before = new PluginRegistry(config, new CrashingStore(dataDir), new ModuleCache(8 * 1024 * 1024))
     await before.load(() => {})
     await before.create({ bytes: echo, manifest })
     writeFileSync(join(before.volumePath('private'), 'secret.txt'), 'of the first owner')
     await expect(before.remove('private')).rejects.toThrow(/killed/)
 
-    const after = new PluginRegistry(config, new PluginStore(dataDir), new ModuleCache(8))
+    const after = new PluginRegistry(config, new PluginStore(dataDir), new ModuleCache(8 * 1024 * 1024))
     await after.load((msg) => { throw new Error(msg) })
     expect(after.list()).toEqual([])
     expect(existsSync(join(dataDir, 'volumes', 'private'))).toBe(false)
