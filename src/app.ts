@@ -129,7 +129,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     installErrorHandler(app)
     installAuth(app, config.authToken, config.executeTokens)
     await app.register(multipart, {
-      limits: { fileSize: config.maxUploadBytes, files: 1, fields: 1, parts: 2, fieldSize: MANIFEST_FIELD_BYTES, headerPairs: 100 },
+      limits: { fileSize: config.maxUploadBytes, files: 2, fields: 1, parts: 2, fieldSize: MANIFEST_FIELD_BYTES, headerPairs: 100 },
       throwFileSizeLimit: true
     })
     await app.register(healthRoutes, {

@@ -59,6 +59,9 @@ export function detectAbi (info: ModuleInfo, declared: Abi | undefined): Abi {
  */
 export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declaredAbi: Abi | undefined, wasiGranted: boolean): Inspection {
   if (bytes.length < 8 || bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) {
+    if (looksLikeWat(bytes)) {
+      throw serviceError('INVALID_MODULE', ['this is WebAssembly text (WAT), not a binary: compile it first, e.g. npx -p wabt wat2wasm plugin.wat -o plugin.wasm'])
+    }
     throw serviceError('INVALID_MODULE', ['not a WebAssembly binary (missing the \\0asm magic number)'])
   }
   let info: ModuleInfo
@@ -81,6 +84,12 @@ export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declared
   }
   const entries = funcExports(info).filter(e => isJsonEntryType(e.type)).map(e => e.name)
   return { info, abi, entries, rewritten, memory }
+}
+
+/** Text that starts, after blanks and `;;` comments, with `(module`: a .wat file sent as is. */
+function looksLikeWat (bytes: Uint8Array): boolean {
+  const head = Buffer.from(bytes.subarray(0, 4096)).toString('latin1').replace(/^(\s|;;[^\n]*\n|\(;[\s\S]*?;\))*/, '')
+  return head.startsWith('(module')
 }
 
 export function describeImports (imports: readonly ImportEntry[]): Array<{ module: string, name: string, kind: string }> {

@@ -30,6 +30,8 @@ export interface Upload {
   bytes: Buffer
   manifest?: string | undefined
   filename?: string | undefined
+  /** The name asked for outside the manifest (POST /plugins?name=). */
+  name?: string | undefined
 }
 
 export interface RegistryEvents {
@@ -106,9 +108,12 @@ export class PluginRegistry {
   /** POST /plugins: a new plugin; PLUGIN_EXISTS when the name is taken. */
   async create (upload: Upload): Promise<PluginDescriptor> {
     const manifest = parseManifest(upload.manifest)
-    const name = manifest.name ?? nameFromFilename(upload.filename)
+    if (manifest.name !== undefined && upload.name !== undefined && manifest.name !== upload.name) {
+      throw serviceError('INVALID_MANIFEST', [`manifest name '${manifest.name}' does not match ?name=${upload.name}`])
+    }
+    const name = manifest.name ?? upload.name ?? nameFromFilename(upload.filename)
     if (name === undefined) {
-      throw serviceError('INVALID_MANIFEST', [`cannot derive a plugin name from the file name '${upload.filename ?? ''}'; set "name" in the manifest (${nameRegExp.source})`])
+      throw serviceError('INVALID_MANIFEST', [`cannot derive a plugin name from the file name '${upload.filename ?? ''}'; set "name" in the manifest or ?name= (${nameRegExp.source})`])
     }
     return this.#exclusive(name, async () => {
       if (this.#plugins.has(name)) throw serviceError('PLUGIN_EXISTS', [name, name])

@@ -1,6 +1,7 @@
 // Plugin administration: upload, replace, list, describe, unload. Uploads are multipart with
 // one file part `module` and an optional small text field `manifest`.
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { MultipartFile } from '@fastify/multipart'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
@@ -40,20 +41,43 @@ function refusePoisonedManifest (text: string): void {
   }
 }
 
-/** Reads the multipart body: exactly one `module` file, at most one `manifest` field. */
-async function readUpload (request: FastifyRequest): Promise<Upload> {
-  if (!request.isMultipart()) {
-    throw serviceError('UNSUPPORTED_MEDIA_TYPE', ['upload as multipart/form-data with a file part "module" and an optional "manifest" field'])
+/** What to send, said by every 415 of the upload routes. */
+const HOW_TO_UPLOAD = 'send the module as multipart/form-data (curl -F module=@plugin.wasm [-F manifest=@manifest.json]) ' +
+  "or as the raw body (curl -T plugin.wasm -H 'content-type: application/wasm', with ?name= on POST /plugins)"
+
+/** Reads a `manifest` sent as a file part (curl -F manifest=@manifest.json), at most MANIFEST_FIELD_BYTES. */
+async function readManifestFile (part: MultipartFile): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of part.file as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MANIFEST_FIELD_BYTES) {
+      part.file.resume()
+      throw serviceError('PAYLOAD_TOO_LARGE', [`manifest is over ${MANIFEST_FIELD_BYTES} bytes`])
+    }
+    chunks.push(chunk)
   }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * Reads the multipart body: exactly one `module` file, at most one `manifest`, as a text
+ * field or as a file part (the natural curl, -F manifest=@manifest.json).
+ */
+async function readMultipart (request: FastifyRequest): Promise<Upload> {
   let bytes: Buffer | undefined
   let filename: string | undefined
   let manifest: string | undefined
   try {
     for await (const part of request.parts()) {
       if (part.type === 'file') {
+        if (part.fieldname === 'manifest' && manifest === undefined) {
+          manifest = await readManifestFile(part)
+          continue
+        }
         if (part.fieldname !== 'module' || bytes !== undefined) {
           part.file.resume()
-          throw serviceError('INVALID_REQUEST', [`unexpected file part '${part.fieldname}'; send one file part named 'module'`])
+          throw serviceError('INVALID_REQUEST', [`unexpected file part '${part.fieldname}'; send one file part named 'module' (and optionally one named 'manifest')`])
         }
         bytes = await part.toBuffer()
         filename = part.filename
@@ -63,7 +87,7 @@ async function readUpload (request: FastifyRequest): Promise<Upload> {
         // FST_INVALID_JSON_FIELD_ERROR); take it back as text either way.
         manifest = part.mimetype === 'application/json' ? JSON.stringify(part.value) : String(part.value)
       } else {
-        throw serviceError('INVALID_REQUEST', [`unexpected field '${part.fieldname}'; only 'manifest' is accepted`])
+        throw serviceError('INVALID_REQUEST', [`unexpected field '${part.fieldname}'; only 'module' and 'manifest' are accepted`])
       }
     }
   } catch (err) {
@@ -81,13 +105,38 @@ async function readUpload (request: FastifyRequest): Promise<Upload> {
   return { bytes, manifest, filename }
 }
 
-export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app: FastifyInstance, { registry, metrics }) => {
-  app.post('/plugins', async (request, reply) => {
-    const descriptor = await registry.create(await readUpload(request))
+/**
+ * The upload in either form: multipart, or the module as the raw body. A raw body is taken
+ * whatever its content type (curl --data-binary sends x-www-form-urlencoded, -T none): the
+ * bytes are checked as a module, which names what is wrong with them (WAT text, say).
+ */
+async function readUpload (request: FastifyRequest): Promise<Upload> {
+  if (request.isMultipart()) return readMultipart(request)
+  const body = request.body
+  if (Buffer.isBuffer(body) && body.length > 0) return { bytes: body }
+  throw serviceError('UNSUPPORTED_MEDIA_TYPE', [`no module in this ${request.headers['content-type'] ?? 'untyped'} body: ${HOW_TO_UPLOAD}`])
+}
+
+const createQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { name: { type: 'string', pattern: NAME_PATTERN } }
+} as const
+
+export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app: FastifyInstance, { config, registry, metrics }) => {
+  // Encapsulated: only these routes take a raw body, the module itself, of any content type
+  // but multipart (the multipart plugin's parser is more specific) and JSON (refused below).
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxUploadBytes }, (_request, body, done) => {
+    done(null, body)
+  })
+
+  app.post<{ Querystring: { name?: string } }>('/plugins', { schema: { querystring: createQuery }, bodyLimit: config.maxUploadBytes }, async (request, reply) => {
+    const upload = await readUpload(request)
+    const descriptor = await registry.create({ ...upload, ...(request.query.name !== undefined ? { name: request.query.name } : {}) })
     return reply.code(201).header('location', `/plugins/${descriptor.name}`).send(descriptor)
   })
 
-  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
+  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams }, bodyLimit: config.maxUploadBytes }, async (request) => {
     return registry.replace(request.params.name, await readUpload(request))
   })
 
