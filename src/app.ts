@@ -78,7 +78,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     // hold the server open until keepAliveTimeout.
     if (closing) reply.header('connection', 'close')
   })
-  app.addHook('onResponse', async (request) => {
+  app.addHook('onResponse', async (request, reply) => {
+    // The route's pattern, never the raw URL: a label per plugin name or typo would be unbounded.
+    metrics.httpRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode)
     // Answered before the whole body arrived (an upload refused at a limit or at a bad part,
     // with the body piped into the multipart parser): node only drains bodies nobody read,
     // so the rest would sit unread in front of the next request on this keep-alive
@@ -91,7 +93,12 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
 
   // The gauges read the pool lazily: it is created below, after the registry has loaded.
-  const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads }))
+  const metrics = createMetrics(() => ({
+    queueSize: () => pool.queueSize,
+    threads: () => pool.threads,
+    pausedPlugins: () => pool.pausedPlugins,
+    callsInFlight: () => pool.callsInFlight
+  }))
   const store = new PluginStore(config.dataDir)
   const cache = new ModuleCache(config.moduleCacheBytes, {
     onCompile: metrics.compiled,

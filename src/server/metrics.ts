@@ -1,6 +1,7 @@
 // The service's Prometheus metrics. Names and labels are part of the API (DESIGN.md).
 // A per-app registry, so two apps in one process (tests) never share series.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { VERSION } from '../version'
 
 /**
  * Distinct `plugin` label values kept; calls of further plugins are counted under
@@ -19,11 +20,18 @@ export interface Metrics {
   /** A compiled-module cache lookup: served from the cache, or a compile. */
   moduleCacheLookup: (hit: boolean) => void
   moduleCacheBytes: (bytes: number) => void
+  /** A request answered: `route` is the matched pattern (`/plugins/:name`), or `unmatched`. */
+  httpRequest: (route: string, method: string, status: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
 }
 
-export interface PoolGauges { queueSize: () => number, threads: () => number }
+export interface PoolGauges {
+  queueSize: () => number
+  threads: () => number
+  pausedPlugins: () => number
+  callsInFlight: () => ReadonlyMap<string, number>
+}
 
 export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
   const registry = new Registry()
@@ -60,7 +68,41 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     registers: [registry],
     collect () { this.set(pool()?.threads() ?? 0) }
   })
+  new Gauge({
+    name: 'plugins_paused',
+    help: 'Plugins paused by the breaker (they kept running past their deadline).',
+    registers: [registry],
+    collect () { this.set(pool()?.pausedPlugins() ?? 0) }
+  })
+  new Gauge({
+    name: 'plugin_calls_in_flight',
+    help: 'Calls admitted and not yet answered (queued or running), by plugin.',
+    labelNames: ['plugin'] as const,
+    registers: [registry],
+    collect () {
+      this.reset()
+      const byLabel = new Map<string, number>()
+      for (const [plugin, n] of pool()?.callsInFlight() ?? []) {
+        const l = label(plugin)
+        byLabel.set(l, (byLabel.get(l) ?? 0) + n)
+      }
+      for (const [plugin, n] of byLabel) this.set({ plugin }, n)
+    }
+  })
+  new Gauge({
+    name: 'wasm_plugin_host_build_info',
+    help: 'Always 1; the labels say which build runs.',
+    labelNames: ['version', 'node'] as const,
+    registers: [registry],
+    collect () { this.set({ version: VERSION, node: process.versions.node }, 1) }
+  })
   /* eslint-enable no-new */
+  const httpRequests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by route pattern, method and status (uploads, 401/413/415 included).',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry]
+  })
   const terminations = new Counter({
     name: 'worker_terminations_total',
     help: 'Worker threads terminated on purpose, by reason.',
@@ -104,6 +146,7 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     compiled: (seconds) => compile.observe(seconds),
     moduleCacheLookup: (hit) => cacheLookups.inc({ result: hit ? 'hit' : 'miss' }),
     moduleCacheBytes: (bytes) => cacheBytes.set(bytes),
+    httpRequest: (route, method, status) => httpRequests.inc({ route, method, status: String(status) }),
     pluginsLoaded: (count) => loaded.set(count),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return

@@ -62,6 +62,13 @@ export class Breaker {
     }
   }
 
+  /** Keys paused now (open, or waiting for their probe): for the `plugins_paused` gauge. */
+  paused (now = Date.now()): number {
+    let n = 0
+    for (const s of this.#states.values()) if (s.openUntil !== 0 && (now < s.openUntil || s.probing)) n++
+    return n
+  }
+
   /** Forgets `key` (a replaced or deleted plugin starts clean). */
   reset (key: string): void {
     this.#states.delete(key)

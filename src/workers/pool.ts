@@ -141,6 +141,16 @@ export class WorkerPool {
     return this.#piscina.threads.length
   }
 
+  /** Plugins the breaker pauses now (kept hitting their deadline). */
+  get pausedPlugins (): number {
+    return this.#breaker.paused()
+  }
+
+  /** Calls admitted and not yet answered, per plugin (queued or running). */
+  get callsInFlight (): ReadonlyMap<string, number> {
+    return this.#inFlight
+  }
+
   /** Calls waiting for a thread: in the fair queue, or handed to piscina but not yet started. */
   get queueSize (): number {
     let notStarted = 0
