@@ -29,6 +29,31 @@ const TRAP_KINDS: Array<[RegExp, string]> = [
   [/could not allocate memory|Out of memory|Array buffer allocation failed/i, 'out of memory']
 ]
 
+/** Frames of a trap's wasm backtrace kept in `details.backtrace`, and characters of a name. */
+const BACKTRACE_FRAMES = 16
+const FRAME_NAME_CHARS = 128
+/** A wasm frame of a V8 stack: `at name (wasm://wasm/<hash>:wasm-function[7]:0x1a2)`, the name optional. */
+const WASM_FRAME = /^\s*at (?:(.*) \()?wasm:\/\/wasm\/[^:]*:wasm-function\[(\d+)\]:(0x[0-9a-f]+)\)?$/
+
+/**
+ * The guest's frames of a trap, innermost first, as `name (function 7 at 0x1a2)` (offsets in
+ * the module's code), with the names of the module's name section when it has one. V8 keeps
+ * the names in the stack; host frames are left out.
+ */
+export function wasmBacktrace (err: unknown): string[] | undefined {
+  const stack = err instanceof Error ? err.stack : undefined
+  if (stack === undefined) return undefined
+  const frames: string[] = []
+  for (const line of stack.split('\n')) {
+    const m = WASM_FRAME.exec(line)
+    if (m === null) continue
+    const name = (m[1] ?? `function ${m[2] ?? '?'}`).slice(0, FRAME_NAME_CHARS)
+    frames.push(`${name} (function ${m[2] ?? '?'} at ${m[3] ?? '?'})`)
+    if (frames.length === BACKTRACE_FRAMES) break
+  }
+  return frames.length > 0 ? frames : undefined
+}
+
 /**
  * Turns what a guest call threw into a GuestError. WebAssembly traps and stack overflows are
  * the guest's fault (PLUGIN_TRAP); anything else escaping the sandbox is a bug of ours.
@@ -38,11 +63,13 @@ export function classifyGuestThrow (err: unknown): GuestError {
   const message = err instanceof Error ? err.message : String(err)
   const isTrapType = err instanceof WebAssembly.RuntimeError || err instanceof RangeError ||
     err instanceof WebAssembly.LinkError
+  const backtrace = wasmBacktrace(err)
+  const where = backtrace !== undefined ? { backtrace } : {}
   for (const [pattern, trap] of TRAP_KINDS) {
-    if (isTrapType && pattern.test(message)) return new GuestError('PLUGIN_TRAP', trap, { trap, message })
+    if (isTrapType && pattern.test(message)) return new GuestError('PLUGIN_TRAP', trap, { trap, message, ...where })
   }
   if (err instanceof WebAssembly.RuntimeError || err instanceof WebAssembly.LinkError) {
-    return new GuestError('PLUGIN_TRAP', message, { trap: 'other', message })
+    return new GuestError('PLUGIN_TRAP', message, { trap: 'other', message, ...where })
   }
   return new GuestError('INTERNAL', `unexpected host error: ${message}`)
 }

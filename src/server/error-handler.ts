@@ -120,10 +120,13 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
 export function installErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler((raw: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const err = toServiceError(raw)
+    // The plugin a failed call was for, so a log search by plugin finds every failure.
+    const name = (request.params as { name?: unknown } | undefined)?.name
+    const plugin = typeof name === 'string' ? { plugin: name } : {}
     if (err.statusCode >= 500 && err.code === 'INTERNAL') {
-      request.log.error({ err: raw }, 'request failed')
+      request.log.error({ err: raw, ...plugin }, 'request failed')
     } else {
-      request.log.info({ code: err.code, statusCode: err.statusCode }, err.message)
+      request.log.info({ code: err.code, statusCode: err.statusCode, ...plugin }, err.message)
     }
     if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
     return reply.code(err.statusCode).type('application/json').send(errorBody(err))
