@@ -97,3 +97,13 @@ test('the PromQL name extractor finds names and only names', () => {
     .toEqual(['http_requests_total'])
   expect(metricNames('max(plugins_paused) and on(instance) up')).toEqual(['plugins_paused', 'up'])
 })
+
+test('every metric the README documents is exported', async () => {
+  const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8')
+  const section = /\n## Metrics\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? ''
+  const documented = [...section.matchAll(/`([a-z_:][a-z0-9_:]*)(?:\{[^`]*\})?`/g)].map(m => m[1] as string)
+    .filter(name => /_(total|seconds|bytes|size|threads|loaded|paused|connected|in_flight|info)$/.test(name))
+  expect(documented.length).toBeGreaterThanOrEqual(14)
+  const exported = exportedNames(await scrape())
+  expect(documented.filter(name => !exported.has(name))).toEqual([])
+})
