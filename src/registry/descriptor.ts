@@ -3,6 +3,7 @@
 // what it returns; the CLI's `inspect` and `run` show and use the same thing.
 import type { Config } from '../config'
 import { serviceError } from '../errors'
+import { checkDescriptorSize } from './descriptor-bounds'
 import { describeExports, describeImports, inspectModule } from './inspect'
 import type { Inspection } from './inspect'
 import { resolveCapabilities, resolveLimits } from './manifest'
@@ -66,5 +67,6 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
     createdAt: createdAt ?? now,
     updatedAt: now
   }
+  checkDescriptorSize(descriptor)
   return { descriptor, inspection }
 }

@@ -5,6 +5,7 @@ import { basename } from 'node:path'
 import type { Config } from '../config'
 import { isServiceError, serviceError } from '../errors'
 import { describePlugin } from './descriptor'
+import { descriptorSizeProblem, MAX_DESCRIPTOR_FILE_BYTES } from './descriptor-bounds'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
@@ -73,11 +74,14 @@ export class PluginRegistry {
   async load (log: (msg: string, err?: unknown) => void): Promise<void> {
     await this.#store.init()
     const described = new Set<string>()
-    for (const { name, record, error } of await this.#store.listDescriptors()) {
+    for (const { name, record, error } of await this.#store.listDescriptors(MAX_DESCRIPTOR_FILE_BYTES)) {
       described.add(name)
       if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
         const { descriptor, manifest } = record as StoredRecord
+        // Stored before descriptors were bounded: kept on disk, but not loaded.
+        const tooBig = descriptorSizeProblem(descriptor)
+        if (tooBig !== undefined) throw new Error(tooBig)
         const bytes = await this.#store.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))

@@ -5,6 +5,7 @@ import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
 import type { PluginRegistry, Upload } from '../../registry/registry'
+import { jsonListStream } from '../json-list'
 import type { Metrics } from '../metrics'
 
 export interface PluginRoutesOptions {
@@ -91,7 +92,8 @@ export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app:
     return registry.replace(request.params.name, await readUpload(request))
   })
 
-  app.get('/plugins', async () => ({ plugins: registry.list() }))
+  // Streamed, one descriptor at a time: never one string of every descriptor at once.
+  app.get('/plugins', async (_request, reply) => reply.type('application/json').send(jsonListStream('plugins', registry.list())))
 
   app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
     const entry = registry.get(request.params.name)
