@@ -51,6 +51,16 @@ export function serviceError (code: ErrorCode, args: unknown[] = [], extras: Err
   return err
 }
 
+/**
+ * INTERNAL (a bug of ours, or the host failing under a call) with what went wrong kept as its
+ * `cause`: for the log, never for the client, since it may hold host paths and error text.
+ */
+export function internalError (cause: unknown): ServiceError {
+  const err = serviceError('INTERNAL')
+  err.cause = cause
+  return err
+}
+
 export function isServiceError (err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' &&
     Object.hasOwn(errors, (err as unknown as { code: string }).code)

@@ -64,14 +64,20 @@ export function toServiceError (err: FastifyError | Error): ServiceError {
   return serviceError('INTERNAL')
 }
 
+/** What INTERNAL says to a client, whatever it was created with: the detail is in the log. */
+const INTERNAL_MESSAGE = serviceError('INTERNAL').message
+
 export function errorBody (err: ServiceError): Record<string, unknown> {
+  // An INTERNAL answer never carries text or details of what failed (host paths, errno text):
+  // the catalogue's message only, whatever code built it (security issue 16).
+  const internal = err.code === 'INTERNAL'
   const body: Record<string, unknown> = {
     statusCode: err.statusCode,
     code: err.code,
     error: STATUS_CODES[err.statusCode] ?? 'Error',
-    message: err.message
+    message: internal ? INTERNAL_MESSAGE : err.message
   }
-  if (err.details !== undefined) body.details = err.details
+  if (err.details !== undefined && !internal) body.details = err.details
   return body
 }
 
@@ -120,8 +126,9 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
 export function installErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler((raw: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const err = toServiceError(raw)
-    if (err.statusCode >= 500 && err.code === 'INTERNAL') {
-      request.log.error({ err: raw }, 'request failed')
+    if (err.code === 'INTERNAL') {
+      // With the request id (pino's reqId), so an operator can match the client's answer.
+      request.log.error({ err: raw, cause: raw.cause !== undefined ? String(raw.cause) : undefined }, 'request failed')
     } else {
       request.log.info({ code: err.code, statusCode: err.statusCode }, err.message)
     }
