@@ -9,6 +9,7 @@ import type { Inspection } from './inspect'
 import { resolveCapabilities, resolveLimits } from './manifest'
 import type { Abi, Capabilities, InstancePolicy, Manifest, PluginLimits } from './manifest'
 import { sha } from './store'
+import { pluginVersion } from './version'
 
 /** What the API returns for a plugin (and what is stored on disk). */
 export interface PluginDescriptor {
@@ -52,7 +53,7 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
   const now = new Date().toISOString()
   const descriptor: PluginDescriptor = {
     name,
-    version: manifest.version ?? inspection.info.version ?? '0.0.0',
+    version: pluginVersion(manifest.version, inspection.info.version),
     sha256: sha(bytes),
     abi: inspection.abi,
     instance,

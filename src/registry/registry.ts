@@ -13,6 +13,7 @@ import { compileSchema, nameRegExp, parseManifest } from './manifest'
 import type { Manifest } from './manifest'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
+import { isValidVersion, pluginVersion } from './version'
 
 export type { PluginDescriptor } from './descriptor'
 
@@ -84,6 +85,12 @@ export class PluginRegistry {
         if (tooBig !== undefined) throw new Error(tooBig)
         const bytes = await this.#store.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
+        // Stored before versions were checked, a version may not be a valid header value:
+        // derived again as an upload now would.
+        if (!isValidVersion(descriptor.version)) {
+          log(`plugin '${name}': stored version ${JSON.stringify(descriptor.version)} is not valid; derived again`)
+          descriptor.version = pluginVersion(manifest.version, inspection.info.version)
+        }
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
       } catch (err) {
         log(`skipping plugin '${name}' that no longer loads`, err)
