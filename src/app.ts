@@ -123,7 +123,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   async function registerRoutes (): Promise<void> {
     installErrorHandler(app)
-    installAuth(app, config.authToken, config.executeTokens)
+    installAuth(app, { admin: config.authToken, execute: config.executeTokens, metrics: config.metricsToken })
     await app.register(multipart, {
       limits: { fileSize: config.maxUploadBytes, files: 1, fields: 1, parts: 2, fieldSize: MANIFEST_FIELD_BYTES, headerPairs: 100 },
       throwFileSizeLimit: true
