@@ -38,9 +38,10 @@ export interface PluginDescriptor {
 
 /**
  * Validates `bytes` under `manifest` and `config` and describes the plugin. Throws the
- * catalogue errors INVALID_MODULE, INVALID_MANIFEST or CAPABILITY_DENIED.
+ * catalogue errors INVALID_MODULE, INVALID_MANIFEST or CAPABILITY_DENIED. `fallbackVersion`
+ * is the version when neither the manifest nor the module's section names one (0.0.0).
  */
-export function describePlugin (name: string, bytes: Uint8Array, manifest: Manifest, config: Config, createdAt?: string): { descriptor: PluginDescriptor, inspection: Inspection } {
+export function describePlugin (name: string, bytes: Uint8Array, manifest: Manifest, config: Config, createdAt?: string, fallbackVersion?: string): { descriptor: PluginDescriptor, inspection: Inspection } {
   const limits = resolveLimits(manifest.limits, config)
   const capabilities = resolveCapabilities(manifest, config)
   const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
@@ -53,7 +54,7 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
   const now = new Date().toISOString()
   const descriptor: PluginDescriptor = {
     name,
-    version: pluginVersion(manifest.version, inspection.info.version),
+    version: pluginVersion(manifest.version, inspection.info.version, fallbackVersion),
     sha256: sha(bytes),
     abi: inspection.abi,
     instance,

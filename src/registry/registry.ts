@@ -20,6 +20,8 @@ export type { PluginDescriptor } from './descriptor'
 /** A registered plugin as the execute path needs it. Immutable once published. */
 export interface PluginEntry {
   readonly descriptor: PluginDescriptor
+  /** The manifest it was uploaded with (a PUT without a manifest part keeps it). */
+  readonly manifest: Manifest
   readonly memory: Inspection['memory']
   readonly validateInput: ((data: unknown) => string | undefined) | undefined
   readonly validateOutput: ((data: unknown) => string | undefined) | undefined
@@ -129,16 +131,23 @@ export class PluginRegistry {
     })
   }
 
-  /** PUT /plugins/:name: replaces atomically; PLUGIN_NOT_FOUND when there is none. */
+  /**
+   * PUT /plugins/:name: replaces atomically; PLUGIN_NOT_FOUND when there is none. Without a
+   * manifest part the current manifest is kept (limits, grants, schemas: a new build of the
+   * same plugin should not lose them), except its version: the new module's `version` section
+   * names it when it has a valid one, else the kept manifest's version (else 0.0.0) stays.
+   */
   async replace (name: string, upload: Upload): Promise<PluginDescriptor> {
-    const manifest = parseManifest(upload.manifest)
-    if (manifest.name !== undefined && manifest.name !== name) {
-      throw serviceError('INVALID_MANIFEST', [`manifest name '${manifest.name}' does not match the URL's '${name}'`])
+    const given = upload.manifest !== undefined ? parseManifest(upload.manifest) : undefined
+    if (given?.name !== undefined && given.name !== name) {
+      throw serviceError('INVALID_MANIFEST', [`manifest name '${given.name}' does not match the URL's '${name}'`])
     }
     return this.#exclusive(name, async () => {
       const current = this.#plugins.get(name)
       if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
-      return this.#publish(name, manifest, upload.bytes, current.descriptor)
+      if (given !== undefined) return this.#publish(name, given, upload.bytes, current.descriptor)
+      const { version, ...kept } = current.manifest
+      return this.#publish(name, kept, upload.bytes, current.descriptor, version)
     })
   }
 
@@ -156,8 +165,10 @@ export class PluginRegistry {
     })
   }
 
-  async #publish (name: string, manifest: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined): Promise<PluginDescriptor> {
-    const { descriptor, inspection } = describePlugin(name, bytes, manifest, this.#config, previous?.createdAt)
+  async #publish (name: string, given: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined, keptVersion?: string): Promise<PluginDescriptor> {
+    const { descriptor, inspection } = describePlugin(name, bytes, given, this.#config, previous?.createdAt, keptVersion)
+    // A kept version that was used is stored with the manifest, so a restart derives the same.
+    const manifest = keptVersion !== undefined && descriptor.version === keptVersion ? { ...given, version: keptVersion } : given
     const { sha256, capabilities } = descriptor
     let compiled: WebAssembly.Module
     try {
@@ -201,6 +212,7 @@ export class PluginRegistry {
       inspectModule(await this.#store.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
     return Object.freeze({
       descriptor: Object.freeze(descriptor),
+      manifest,
       memory: inspection.memory,
       validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
       validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,

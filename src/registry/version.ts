@@ -15,8 +15,11 @@ export function isValidVersion (version: unknown): version is string {
   return typeof version === 'string' && version.length <= MAX_LENGTH && VERSION.test(version)
 }
 
-/** The version a descriptor gets from a (validated) manifest version and the module's section text. */
-export function pluginVersion (manifestVersion: string | undefined, section: string | undefined): string {
+/**
+ * The version a descriptor gets from a (validated) manifest version and the module's section
+ * text; `fallback` when neither is there (0.0.0, or a kept manifest's version: see replace).
+ */
+export function pluginVersion (manifestVersion: string | undefined, section: string | undefined, fallback = DEFAULT_VERSION): string {
   if (isValidVersion(manifestVersion)) return manifestVersion
-  return isValidVersion(section) ? section : DEFAULT_VERSION
+  return isValidVersion(section) ? section : fallback
 }
