@@ -86,6 +86,9 @@ const envSchema = {
   }
 } as const
 
+/** Variables whose values are never printed. */
+const SECRETS = new Set(['AUTH_TOKEN', 'EXECUTE_TOKENS', 'METRICS_TOKEN'])
+
 /** The variables config reads; everything else in the environment is ignored. */
 export const configVariables = Object.keys(envSchema.properties)
 
@@ -136,7 +139,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
   if (!validateEnv(data)) {
     const first = validateEnv.errors?.[0]
     const variable = first?.instancePath.replace(/^\//, '') ?? '?'
-    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${JSON.stringify(env[variable])})`)
+    // A token's value is a secret: never in a message that ends up in logs.
+    const got = SECRETS.has(variable) ? `${String(env[variable]).length} characters` : JSON.stringify(env[variable])
+    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${got})`)
   }
   const v = data as Record<string, string | number | undefined>
   const num = (k: string): number => v[k] as number

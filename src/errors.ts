@@ -14,6 +14,7 @@ export const errors = {
   PLUGIN_NOT_FOUND: createError('PLUGIN_NOT_FOUND', "plugin '%s' not found", 404),
   FUNCTION_NOT_FOUND: createError('FUNCTION_NOT_FOUND', '%s', 404),
   ROUTE_NOT_FOUND: createError('ROUTE_NOT_FOUND', 'route %s %s not found', 404),
+  METHOD_NOT_ALLOWED: createError('METHOD_NOT_ALLOWED', '%s is not allowed on %s; use %s', 405),
   PLUGIN_EXISTS: createError('PLUGIN_EXISTS', "plugin '%s' exists; use PUT /plugins/%s to replace it", 409),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', '%s', 415),

@@ -7,7 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { serviceError } from '../errors'
 
-const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
+const OPEN_ROUTES = new Set(['/', '/healthz', '/readyz', '/metrics'])
 const EXECUTE_ROUTE = '/plugins/:name/execute'
 const METRICS_ROUTE = '/metrics'
 

@@ -1,8 +1,9 @@
 // Issue 17, "a plugin author's first hour": what an author runs into while iterating on a
 // plugin against the real server.
+import { spawnSync } from 'node:child_process'
 import { FormData, request } from 'undici'
 import { removeDir } from '../helpers/build-app'
-import { startServer } from '../helpers/http'
+import { MAIN, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 import { echoModule } from '../helpers/wasm-writer'
 
@@ -54,4 +55,68 @@ test('PUT without a manifest part keeps the current manifest; the version comes 
   expect(explicit.body.version).toBe('0.0.0')
   expect(explicit.body.limits).toMatchObject({ timeoutMs: 5000 })
   expect(explicit.body.inputSchema).toBeUndefined()
+})
+
+async function execute (url: string, name: string, body: string | Buffer, query = ''): Promise<{ status: number, body: Record<string, unknown> }> {
+  const res = await request(`${url}/plugins/${name}/execute${query}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
+  return { status: res.statusCode, body: await res.body.json() as Record<string, unknown> }
+}
+
+test('messages carry the number or the list an author needs', async () => {
+  server = await startServer({ MAX_INPUT_BYTES: '1000' })
+  const { url } = server
+  expect((await send(url, 'POST', '/plugins', echoModule({ extraExports: ['run', 'other'] }), { name: 'echo' })).status).toBe(201)
+
+  // Input over MAX_INPUT_BYTES names the setting and its value.
+  const big = await execute(url, 'echo', `"${'x'.repeat(2000)}"`)
+  expect(big.status).toBe(413)
+  expect(big.body.message).toBe('input is over MAX_INPUT_BYTES (1000 bytes)')
+
+  // Input that is not JSON says where (json ABI, checked in the worker).
+  const bad = await execute(url, 'echo', '{"a": 1,}')
+  expect(bad.status).toBe(400)
+  expect(bad.body.code).toBe('INVALID_INPUT')
+  expect(String(bad.body.message)).toMatch(/body is not valid JSON: .*position 8/)
+
+  // An unknown function lists the callable entries.
+  const missing = await execute(url, 'echo', '{}', '?function=nope')
+  expect(missing.status).toBe(404)
+  expect(String(missing.body.message)).toMatch(/no exported function 'nope'; callable with \?function=: execute, run, other/)
+
+  // A manifest enum lists the allowed values.
+  const abi = await send(url, 'POST', '/plugins', echoModule(), { name: 'bad-abi', abi: 'wasm' })
+  expect(abi.status).toBe(400)
+  expect(String(abi.body.message)).toMatch(/abi must be equal to one of the allowed values: json, wasi/)
+
+  // GET on an execute route: 405 with allow: POST.
+  const get = await request(`${url}/plugins/echo/execute`)
+  expect(get.statusCode).toBe(405)
+  expect(get.headers.allow).toBe('POST')
+  const getBody = await get.body.json() as Record<string, unknown>
+  expect(getBody).toMatchObject({ statusCode: 405, code: 'METHOD_NOT_ALLOWED', error: 'Method Not Allowed' })
+  expect(String(getBody.message)).toMatch(/GET .*\/plugins\/echo\/execute.*POST/)
+  const del = await request(`${url}/plugins`, { method: 'DELETE' })
+  expect(del.statusCode).toBe(405)
+  expect(del.headers.allow).toBe('GET, POST')
+  await del.body.dump()
+  // A path that exists for no method is still 404.
+  const none = await request(`${url}/nowhere`)
+  expect(none.statusCode).toBe(404)
+  await none.body.dump()
+
+  // GET / points to the docs.
+  const home = await request(`${url}/`)
+  expect(home.statusCode).toBe(200)
+  expect(await home.body.json()).toMatchObject({ docs: '/openapi.yaml' })
+})
+
+test('a bad AUTH_TOKEN stops the start with a message that does not echo the secret', () => {
+  const secret = 'hunter2-secret'
+  for (const variable of ['AUTH_TOKEN', 'METRICS_TOKEN']) {
+    const run = spawnSync(process.execPath, [MAIN], { env: { PATH: process.env.PATH ?? '', [variable]: secret, PORT: '0' }, encoding: 'utf8', timeout: 20_000 })
+    expect(run.status).toBe(2)
+    expect(run.stderr + run.stdout).toContain(variable)
+    expect(run.stderr + run.stdout).not.toContain(secret)
+    expect(run.stderr + run.stdout).toMatch(/14 characters/)
+  }
 })
