@@ -239,6 +239,19 @@ export class PluginRegistry {
     }
   }
 
+  /**
+   * The module bytes of a plugin as uploaded, and their sha256; PLUGIN_NOT_FOUND when there is
+   * none. Read under the module lock, so a replace or delete cannot collect them mid-read.
+   */
+  async moduleBytes (name: string): Promise<{ bytes: Buffer, sha256: string }> {
+    return this.#modules.shared(async () => {
+      const entry = this.#plugins.get(name)
+      if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
+      const { sha256 } = entry.descriptor
+      return { bytes: await this.#store.readModule(sha256), sha256 }
+    })
+  }
+
   /** The host directory of a plugin's `@plugin` volume. */
   volumePath (name: string): string {
     return this.#store.volumePath(name)

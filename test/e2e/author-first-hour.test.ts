@@ -120,3 +120,30 @@ test('a bad AUTH_TOKEN stops the start with a message that does not echo the sec
     expect(run.stderr + run.stdout).toMatch(/14 characters/)
   }
 })
+
+test('GET /plugins/:name/module returns the stored bytes, to the admin only', async () => {
+  const admin = 'admin-token-0123456789'
+  const exec = 'exec-token-0123456789ab'
+  server = await startServer({ AUTH_TOKEN: admin, EXECUTE_TOKENS: exec })
+  const wasm = echoModule({ custom: [['version', Buffer.from('1.2.3')]] })
+  const form = new FormData()
+  form.append('module', new Blob([new Uint8Array(wasm)]), 'fetched.wasm')
+  const up = await request(`${server.url}/plugins`, { method: 'POST', body: form, headers: { authorization: `Bearer ${admin}` } })
+  expect(up.statusCode).toBe(201)
+  const { sha256 } = await up.body.json() as { sha256: string }
+
+  const get = async (name: string, token?: string): Promise<{ status: number, headers: Record<string, unknown>, bytes: Buffer }> => {
+    const res = await request(`${server?.url ?? ''}/plugins/${name}/module`, { headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} })
+    return { status: res.statusCode, headers: res.headers, bytes: Buffer.from(await res.body.arrayBuffer()) }
+  }
+  const ok = await get('fetched', admin)
+  expect(ok.status).toBe(200)
+  expect(ok.headers['content-type']).toBe('application/wasm')
+  expect(ok.headers.etag).toBe(`"${sha256}"`)
+  expect(ok.bytes.equals(wasm)).toBe(true)
+  expect((await get('fetched', exec)).status).toBe(403)
+  expect((await get('fetched')).status).toBe(401)
+  const missing = await get('nope', admin)
+  expect(missing.status).toBe(404)
+  expect(JSON.parse(missing.bytes.toString()).code).toBe('PLUGIN_NOT_FOUND')
+})

@@ -101,6 +101,18 @@ export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app:
     return entry.descriptor
   })
 
+  // The module as uploaded (admin only, like every route but execute): what runs is what the
+  // author can fetch back, byte for byte.
+  app.get<{ Params: { name: string } }>('/plugins/:name/module', { schema: { params: nameParams } }, async (request, reply) => {
+    const { name } = request.params
+    const { bytes, sha256 } = await registry.moduleBytes(name)
+    return reply
+      .type('application/wasm')
+      .header('etag', `"${sha256}"`)
+      .header('content-disposition', `attachment; filename="${name}.wasm"`)
+      .send(bytes)
+  })
+
   app.delete<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
     await registry.remove(request.params.name)
     metrics.forgetPlugin(request.params.name)
