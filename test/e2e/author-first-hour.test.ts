@@ -2,20 +2,12 @@
 // plugin against the real server.
 import { spawnSync } from 'node:child_process'
 import { FormData, request } from 'undici'
-import { removeDir } from '../helpers/build-app'
-import { MAIN, startServer } from '../helpers/http'
+import { MAIN, serversPerTest, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 import { echoModule } from '../helpers/wasm-writer'
 
+const track = serversPerTest()
 let server: RunningServer | undefined
-
-afterEach(async () => {
-  if (server !== undefined) {
-    await server.stop()
-    removeDir(server.dataDir)
-    server = undefined
-  }
-})
 
 async function send (url: string, method: 'POST' | 'PUT', path: string, wasm: Buffer, manifest?: unknown): Promise<{ status: number, body: Record<string, unknown> }> {
   const form = new FormData()
@@ -26,7 +18,7 @@ async function send (url: string, method: 'POST' | 'PUT', path: string, wasm: Bu
 }
 
 test('PUT without a manifest part keeps the current manifest; the version comes from the new module\'s section when it has one', async () => {
-  server = await startServer()
+  server = track(await startServer())
   const manifest = { name: 'keeper', version: '1.0.0', limits: { timeoutMs: 1234, outputBytes: 4096 }, inputSchema: { type: 'object', required: ['x'] } }
   expect((await send(server.url, 'POST', '/plugins', echoModule(), manifest)).status).toBe(201)
 
@@ -45,7 +37,7 @@ test('PUT without a manifest part keeps the current manifest; the version comes 
 
   // Kept across a restart as it was answered.
   await server.stop()
-  server = await startServer({}, server.dataDir)
+  server = track(await startServer({}, server.dataDir))
   const described = await request(`${server.url}/plugins/keeper`)
   expect(await described.body.json()).toMatchObject({ version: '2.0.0', limits: { timeoutMs: 1234 }, inputSchema: { required: ['x'] } })
 
@@ -63,7 +55,7 @@ async function execute (url: string, name: string, body: string | Buffer, query 
 }
 
 test('messages carry the number or the list an author needs', async () => {
-  server = await startServer({ MAX_INPUT_BYTES: '1000' })
+  server = track(await startServer({ MAX_INPUT_BYTES: '1000' }))
   const { url } = server
   expect((await send(url, 'POST', '/plugins', echoModule({ extraExports: ['run', 'other'] }), { name: 'echo' })).status).toBe(201)
 
@@ -124,7 +116,7 @@ test('a bad AUTH_TOKEN stops the start with a message that does not echo the sec
 test('GET /plugins/:name/module returns the stored bytes, to the admin only', async () => {
   const admin = 'admin-token-0123456789'
   const exec = 'exec-token-0123456789ab'
-  server = await startServer({ AUTH_TOKEN: admin, EXECUTE_TOKENS: exec })
+  server = track(await startServer({ AUTH_TOKEN: admin, EXECUTE_TOKENS: exec }))
   const wasm = echoModule({ custom: [['version', Buffer.from('1.2.3')]] })
   const form = new FormData()
   form.append('module', new Blob([new Uint8Array(wasm)]), 'fetched.wasm')

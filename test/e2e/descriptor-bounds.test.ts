@@ -6,22 +6,14 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
-import { removeDir } from '../helpers/build-app'
-import { startServer } from '../helpers/http'
+import { serversPerTest, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 import { echoModule } from '../helpers/wasm-writer'
 import { MAX_DESCRIPTOR_BYTES } from '../../src/registry/descriptor-bounds'
 import { MAX_NAME_BYTES } from '../../src/sandbox/limits'
 
+const track = serversPerTest()
 let server: RunningServer | undefined
-
-afterEach(async () => {
-  if (server !== undefined) {
-    await server.stop()
-    removeDir(server.dataDir)
-    server = undefined
-  }
-})
 
 async function upload (url: string, name: string, wasm: Buffer): Promise<{ status: number, body: Record<string, unknown> }> {
   const form = new FormData()
@@ -43,7 +35,7 @@ function names (n: number, length: number): string[] {
 }
 
 test('an export or import name over the bound is refused at upload with a 400 that names it', async () => {
-  server = await startServer()
+  server = track(await startServer())
   const longExport = await upload(server.url, 'long-export', echoModule({ extraExports: names(1, 4900) }))
   expect(longExport.status).toBe(400)
   expect(longExport.body.code).toBe('INVALID_MODULE')
@@ -58,7 +50,7 @@ test('an export or import name over the bound is refused at upload with a 400 th
 })
 
 test('a module whose descriptor would pass the bound is refused with a 400 saying what takes the room', async () => {
-  server = await startServer()
+  server = track(await startServer())
   // 600 exports of 1,000 characters: each name is under the bound, the descriptor (names in
   // `exports` and again in `entries`) would be ~1.2 MB.
   const res = await upload(server.url, 'many-names', echoModule({ extraExports: names(600, 1000) }))
@@ -76,7 +68,7 @@ test('a module whose descriptor would pass the bound is refused with a 400 sayin
 })
 
 test('a stored descriptor over the bound (written before it existed) is skipped and logged at start-up, never fatal', async () => {
-  server = await startServer()
+  server = track(await startServer())
   expect((await upload(server.url, 'ok', echoModule())).status).toBe(201)
   await server.stop()
   const dataDir = server.dataDir
@@ -93,7 +85,7 @@ test('a stored descriptor over the bound (written before it existed) is skipped 
   writeFileSync(join(dataDir, 'plugins', 'bloated.json'), bloated(300, 'bloated'))
   writeFileSync(join(dataDir, 'plugins', 'huge.json'), bloated(3000, 'huge'))
 
-  server = await startServer({}, dataDir)
+  server = track(await startServer({}, dataDir))
   const list = await listPlugins(server.url)
   expect(list.status).toBe(200)
   expect(list.names).toEqual(['ok'])

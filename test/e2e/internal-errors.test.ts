@@ -5,23 +5,15 @@
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
-import { removeDir } from '../helpers/build-app'
 import { wat } from '../helpers/fixtures'
-import { startServer } from '../helpers/http'
+import { serversPerTest, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 
 const ADMIN = 'admin-token-0123456789'
 const EXEC = 'exec-token-0123456789ab'
 
+const track = serversPerTest()
 let server: RunningServer | undefined
-
-afterEach(async () => {
-  if (server !== undefined) {
-    await server.stop()
-    removeDir(server.dataDir)
-    server = undefined
-  }
-})
 
 /** A WASI command that prints {} and preopens its private volume. */
 const WASI_HELLO = `(module
@@ -49,7 +41,7 @@ async function execute (url: string, name: string): Promise<{ status: number, bo
 }
 
 test('an INTERNAL error under a call answers "internal error" with no host path; the detail is logged with the request id', async () => {
-  server = await startServer({ AUTH_TOKEN: ADMIN, EXECUTE_TOKENS: EXEC, LOG_LEVEL: 'info' })
+  server = track(await startServer({ AUTH_TOKEN: ADMIN, EXECUTE_TOKENS: EXEC, LOG_LEVEL: 'info' }))
   const { dataDir } = server
   await uploadWithVolume(server.url, 'gone')
   await uploadWithVolume(server.url, 'file')

@@ -5,20 +5,12 @@
 // - /metrics lists every plugin name with its call counts; with METRICS_TOKEN set it needs
 //   that token (or the admin token).
 import { FormData, request } from 'undici'
-import { removeDir } from '../helpers/build-app'
 import { wat, watFixture } from '../helpers/fixtures'
-import { startServer } from '../helpers/http'
+import { serversPerTest, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 
+const track = serversPerTest()
 let server: RunningServer | undefined
-
-afterEach(async () => {
-  if (server !== undefined) {
-    await server.stop()
-    removeDir(server.dataDir)
-    server = undefined
-  }
-})
 
 /** A WASI command that writes two u64s to stdout: the process and the thread CPU clocks, in ns. */
 const CPU_CLOCKS = `(module
@@ -49,7 +41,7 @@ async function cpuClocks (url: string): Promise<{ processMs: number, threadMs: n
 
 test('the CPU-time clocks count the call\'s own CPU time: other plugins\' work does not show', async () => {
   // One worker thread: the burner and the probe run on the same thread, one after the other.
-  server = await startServer({ WORKERS: '1' })
+  server = track(await startServer({ WORKERS: '1' }))
   await upload(server.url, 'clocks', await wat(CPU_CLOCKS))
   await upload(server.url, 'spin', await watFixture('spin'))
   await cpuClocks(server.url)
@@ -71,7 +63,7 @@ test('with METRICS_TOKEN set, /metrics needs it or the admin token; without it, 
   const admin = 'admin-token-0123456789'
   const exec = 'exec-token-0123456789ab'
   const metricsToken = 'metrics-token-0123456789'
-  server = await startServer({ AUTH_TOKEN: admin, EXECUTE_TOKENS: exec, METRICS_TOKEN: metricsToken })
+  server = track(await startServer({ AUTH_TOKEN: admin, EXECUTE_TOKENS: exec, METRICS_TOKEN: metricsToken }))
   await upload(server.url, 'secret-plugin-name', await watFixture('echo'), admin)
   const metrics = async (token?: string): Promise<{ status: number, text: string }> => {
     const res = await request(`${server?.url ?? ''}/metrics`, { headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} })
@@ -93,9 +85,8 @@ test('with METRICS_TOKEN set, /metrics needs it or the admin token; without it, 
   expect(health.statusCode).toBe(200)
   await health.body.dump()
   await server.stop()
-  removeDir(server.dataDir)
 
   // Unset (the default), /metrics is open as before, even with AUTH_TOKEN.
-  server = await startServer({ AUTH_TOKEN: admin })
+  server = track(await startServer({ AUTH_TOKEN: admin }))
   expect((await metrics()).status).toBe(200)
 })

@@ -6,20 +6,12 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
-import { removeDir } from '../helpers/build-app'
-import { startServer } from '../helpers/http'
+import { serversPerTest, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 import { echoModule } from '../helpers/wasm-writer'
 
+const track = serversPerTest()
 let server: RunningServer | undefined
-
-afterEach(async () => {
-  if (server !== undefined) {
-    await server.stop()
-    removeDir(server.dataDir)
-    server = undefined
-  }
-})
 
 async function upload (url: string, name: string, version: string, manifest?: Record<string, unknown>): Promise<{ status: number, body: Record<string, unknown> }> {
   const form = new FormData()
@@ -43,7 +35,7 @@ const HOSTILE: Array<[string, string]> = [
 ]
 
 test('a version section with CRLF, a control character or anything the manifest would refuse is ignored: 0.0.0, and calls answer 200', async () => {
-  server = await startServer()
+  server = track(await startServer())
   for (const [name, version] of HOSTILE) {
     const up = await upload(server.url, name, version)
     expect(up.status).toBe(201)
@@ -59,7 +51,7 @@ test('a version section with CRLF, a control character or anything the manifest 
 })
 
 test('a descriptor stored before the fix with such a version is repaired at load: calls answer 200', async () => {
-  server = await startServer()
+  server = track(await startServer())
   expect((await upload(server.url, 'old', '4.0.0')).status).toBe(201)
   await server.stop()
   const dataDir = server.dataDir
@@ -68,7 +60,7 @@ test('a descriptor stored before the fix with such a version is repaired at load
   record.descriptor.version = '4.0.0\r\nx-injected: yes'
   writeFileSync(file, JSON.stringify(record))
 
-  server = await startServer({}, dataDir)
+  server = track(await startServer({}, dataDir))
   const res = await execute(server.url, 'old')
   expect(res.status).toBe(200)
   // Re-derived as at upload: the module's own (valid) section.
