@@ -13,6 +13,7 @@ import { clientErrorHandler, frameworkErrorHandler, installErrorHandler } from '
 import { createMetrics } from './server/metrics'
 import { executeRoutes } from './server/routes/execute'
 import { healthRoutes } from './server/routes/health'
+import { homeRoutes } from './server/routes/home'
 import { metricsRoutes } from './server/routes/metrics'
 import { openapiRoutes } from './server/routes/openapi'
 import { MANIFEST_FIELD_BYTES, pluginRoutes } from './server/routes/plugins'
@@ -134,7 +135,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   async function registerRoutes (): Promise<void> {
     installErrorHandler(app)
-    installAuth(app, config.authToken, config.executeTokens)
+    installAuth(app, { admin: config.authToken, execute: config.executeTokens, metrics: config.metricsToken })
     await app.register(multipart, {
       limits: { fileSize: config.maxUploadBytes, files: 2, fields: 1, parts: 2, fieldSize: MANIFEST_FIELD_BYTES, headerPairs: 100 },
       throwFileSizeLimit: true
@@ -146,6 +147,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     })
     await app.register(metricsRoutes, { metrics })
     await app.register(openapiRoutes)
+    await app.register(homeRoutes)
     await app.register(pluginRoutes, { config, registry, metrics })
     await app.register(executeRoutes, { config, registry, pool, metrics })
   }

@@ -56,6 +56,8 @@ function fail (code: number, message: string): never {
 
 function errorJson (err: unknown): string {
   if (isServiceError(err)) {
+    // Local: the author sees what failed inside (the service only logs it).
+    if (err.code === 'INTERNAL' && err.cause !== undefined) return JSON.stringify({ code: err.code, message: `${err.message}: ${String(err.cause)}` })
     return JSON.stringify({ code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) })
   }
   return JSON.stringify({ code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) })

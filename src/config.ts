@@ -39,6 +39,8 @@ export interface Config {
   readonly allowedEnv: ReadonlySet<string>
   readonly authToken: string | undefined
   readonly executeTokens: readonly string[]
+  /** When set, /metrics needs this token or the admin token. */
+  readonly metricsToken: string | undefined
   readonly logLevel: string
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
@@ -75,6 +77,7 @@ const envSchema = {
     ALLOWED_ENV: { type: 'string', default: '' },
     AUTH_TOKEN: { type: 'string', minLength: 16 },
     EXECUTE_TOKENS: { type: 'string', default: '' },
+    METRICS_TOKEN: { type: 'string', minLength: 16 },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
     REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 120_000 },
     // Default: min(30 s, REQUEST_TIMEOUT_MS), computed below; node wants it <= the request timeout.
@@ -82,6 +85,9 @@ const envSchema = {
     KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 }
   }
 } as const
+
+/** Variables whose values are never printed. */
+const SECRETS = new Set(['AUTH_TOKEN', 'EXECUTE_TOKENS', 'METRICS_TOKEN'])
 
 /** The variables config reads; everything else in the environment is ignored. */
 export const configVariables = Object.keys(envSchema.properties)
@@ -133,7 +139,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
   if (!validateEnv(data)) {
     const first = validateEnv.errors?.[0]
     const variable = first?.instancePath.replace(/^\//, '') ?? '?'
-    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${JSON.stringify(env[variable])})`)
+    // A token's value is a secret: never in a message that ends up in logs.
+    const got = SECRETS.has(variable) ? `${String(env[variable]).length} characters` : JSON.stringify(env[variable])
+    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${got})`)
   }
   const v = data as Record<string, string | number | undefined>
   const num = (k: string): number => v[k] as number
@@ -170,6 +178,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     allowedEnv: new Set(allowedEnv),
     authToken: v.AUTH_TOKEN as string | undefined,
     executeTokens,
+    metricsToken: v.METRICS_TOKEN as string | undefined,
     logLevel: str('LOG_LEVEL'),
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     headersTimeoutMs: (v.HEADERS_TIMEOUT_MS as number | undefined) ?? Math.min(30_000, num('REQUEST_TIMEOUT_MS')),

@@ -14,6 +14,7 @@ export const errors = {
   PLUGIN_NOT_FOUND: createError('PLUGIN_NOT_FOUND', "plugin '%s' not found", 404),
   FUNCTION_NOT_FOUND: createError('FUNCTION_NOT_FOUND', '%s', 404),
   ROUTE_NOT_FOUND: createError('ROUTE_NOT_FOUND', 'route %s %s not found', 404),
+  METHOD_NOT_ALLOWED: createError('METHOD_NOT_ALLOWED', '%s is not allowed on %s; use %s', 405),
   PLUGIN_EXISTS: createError('PLUGIN_EXISTS', "plugin '%s' exists; use PUT /plugins/%s to replace it", 409),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', '%s', 415),
@@ -48,6 +49,16 @@ export function serviceError (code: ErrorCode, args: unknown[] = [], extras: Err
   const err = new Ctor(...args) as ServiceError
   if (extras.details !== undefined) err.details = extras.details
   if (extras.retryAfterSeconds !== undefined) err.retryAfterSeconds = extras.retryAfterSeconds
+  return err
+}
+
+/**
+ * INTERNAL (a bug of ours, or the host failing under a call) with what went wrong kept as its
+ * `cause`: for the log, never for the client, since it may hold host paths and error text.
+ */
+export function internalError (cause: unknown): ServiceError {
+  const err = serviceError('INTERNAL')
+  err.cause = cause
   return err
 }
 

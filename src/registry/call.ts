@@ -20,7 +20,7 @@ export function pickEntry (d: PluginDescriptor, requested: string | undefined): 
     const exported = d.exports.some(e => e.name === requested && e.kind === 'func')
     throw serviceError('FUNCTION_NOT_FOUND', [exported
       ? `export '${requested}' is not a json entry: expected (i32, i32) -> (i32, i32) or (i32, i32) -> i64`
-      : `plugin '${d.name}' has no exported function '${requested}'`])
+      : `plugin '${d.name}' has no exported function '${requested}'; callable with ?function=: ${d.entries.join(', ')}`])
   }
   const fallback = JSON_ENTRY_FALLBACKS.find(name => d.entries.includes(name))
   if (fallback === undefined) {

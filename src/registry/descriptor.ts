@@ -3,11 +3,13 @@
 // what it returns; the CLI's `inspect` and `run` show and use the same thing.
 import type { Config } from '../config'
 import { serviceError } from '../errors'
+import { checkDescriptorSize } from './descriptor-bounds'
 import { describeExports, describeImports, inspectModule } from './inspect'
 import type { Inspection } from './inspect'
 import { resolveCapabilities, resolveLimits } from './manifest'
 import type { Abi, Capabilities, InstancePolicy, Manifest, PluginLimits } from './manifest'
 import { sha } from './store'
+import { pluginVersion } from './version'
 
 /** What the API returns for a plugin (and what is stored on disk). */
 export interface PluginDescriptor {
@@ -36,9 +38,10 @@ export interface PluginDescriptor {
 
 /**
  * Validates `bytes` under `manifest` and `config` and describes the plugin. Throws the
- * catalogue errors INVALID_MODULE, INVALID_MANIFEST or CAPABILITY_DENIED.
+ * catalogue errors INVALID_MODULE, INVALID_MANIFEST or CAPABILITY_DENIED. `fallbackVersion`
+ * is the version when neither the manifest nor the module's section names one (0.0.0).
  */
-export function describePlugin (name: string, bytes: Uint8Array, manifest: Manifest, config: Config, createdAt?: string): { descriptor: PluginDescriptor, inspection: Inspection } {
+export function describePlugin (name: string, bytes: Uint8Array, manifest: Manifest, config: Config, createdAt?: string, fallbackVersion?: string): { descriptor: PluginDescriptor, inspection: Inspection } {
   const limits = resolveLimits(manifest.limits, config)
   const capabilities = resolveCapabilities(manifest, config)
   const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
@@ -51,7 +54,7 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
   const now = new Date().toISOString()
   const descriptor: PluginDescriptor = {
     name,
-    version: manifest.version ?? inspection.info.version ?? '0.0.0',
+    version: pluginVersion(manifest.version, inspection.info.version, fallbackVersion),
     sha256: sha(bytes),
     abi: inspection.abi,
     instance,
@@ -66,5 +69,6 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
     createdAt: createdAt ?? now,
     updatedAt: now
   }
+  checkDescriptorSize(descriptor)
   return { descriptor, inspection }
 }

@@ -117,7 +117,9 @@ export function parseManifest (text: string | undefined): Manifest {
   if (!validateManifest(value)) {
     const e = validateManifest.errors?.[0]
     const where = e?.instancePath === '' ? 'manifest' : `manifest${e?.instancePath ?? ''}`
-    const extra = e?.params !== undefined && 'additionalProperty' in e.params ? ` '${String(e.params.additionalProperty)}'` : ''
+    const extra = e?.params !== undefined && 'additionalProperty' in e.params
+      ? ` '${String(e.params.additionalProperty)}'`
+      : e?.params !== undefined && 'allowedValues' in e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : ''
     throw serviceError('INVALID_MANIFEST', [`${where} ${e?.message ?? 'is invalid'}${extra}`])
   }
   for (const key of ['inputSchema', 'outputSchema'] as const) {

@@ -5,6 +5,7 @@ import { basename } from 'node:path'
 import type { Config } from '../config'
 import { isServiceError, serviceError } from '../errors'
 import { describePlugin } from './descriptor'
+import { descriptorSizeProblem, MAX_DESCRIPTOR_FILE_BYTES } from './descriptor-bounds'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
@@ -13,12 +14,15 @@ import type { Manifest } from './manifest'
 import { estimateCompiledBytes } from './module-cache'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
+import { isValidVersion, pluginVersion } from './version'
 
 export type { PluginDescriptor } from './descriptor'
 
 /** A registered plugin as the execute path needs it. Immutable once published. */
 export interface PluginEntry {
   readonly descriptor: PluginDescriptor
+  /** The manifest it was uploaded with (a PUT without a manifest part keeps it). */
+  readonly manifest: Manifest
   readonly memory: Inspection['memory']
   readonly validateInput: ((data: unknown) => string | undefined) | undefined
   readonly validateOutput: ((data: unknown) => string | undefined) | undefined
@@ -76,13 +80,22 @@ export class PluginRegistry {
   async load (log: (msg: string, err?: unknown) => void): Promise<void> {
     await this.#store.init()
     const described = new Set<string>()
-    for (const { name, record, error } of await this.#store.listDescriptors()) {
+    for (const { name, record, error } of await this.#store.listDescriptors(MAX_DESCRIPTOR_FILE_BYTES)) {
       described.add(name)
       if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
         const { descriptor, manifest } = record as StoredRecord
+        // Stored before descriptors were bounded: kept on disk, but not loaded.
+        const tooBig = descriptorSizeProblem(descriptor)
+        if (tooBig !== undefined) throw new Error(tooBig)
         const bytes = await this.#store.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
+        // Stored before versions were checked, a version may not be a valid header value:
+        // derived again as an upload now would.
+        if (!isValidVersion(descriptor.version)) {
+          log(`plugin '${name}': stored version ${JSON.stringify(descriptor.version)} is not valid; derived again`)
+          descriptor.version = pluginVersion(manifest.version, inspection.info.version)
+        }
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
       } catch (err) {
         log(`skipping plugin '${name}' that no longer loads`, err)
@@ -124,16 +137,23 @@ export class PluginRegistry {
     })
   }
 
-  /** PUT /plugins/:name: replaces atomically; PLUGIN_NOT_FOUND when there is none. */
+  /**
+   * PUT /plugins/:name: replaces atomically; PLUGIN_NOT_FOUND when there is none. Without a
+   * manifest part the current manifest is kept (limits, grants, schemas: a new build of the
+   * same plugin should not lose them), except its version: the new module's `version` section
+   * names it when it has a valid one, else the kept manifest's version (else 0.0.0) stays.
+   */
   async replace (name: string, upload: Upload): Promise<PluginDescriptor> {
-    const manifest = parseManifest(upload.manifest)
-    if (manifest.name !== undefined && manifest.name !== name) {
-      throw serviceError('INVALID_MANIFEST', [`manifest name '${manifest.name}' does not match the URL's '${name}'`])
+    const given = upload.manifest !== undefined ? parseManifest(upload.manifest) : undefined
+    if (given?.name !== undefined && given.name !== name) {
+      throw serviceError('INVALID_MANIFEST', [`manifest name '${given.name}' does not match the URL's '${name}'`])
     }
     return this.#exclusive(name, async () => {
       const current = this.#plugins.get(name)
       if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
-      return this.#publish(name, manifest, upload.bytes, current.descriptor)
+      if (given !== undefined) return this.#publish(name, given, upload.bytes, current.descriptor)
+      const { version, ...kept } = current.manifest
+      return this.#publish(name, kept, upload.bytes, current.descriptor, version)
     })
   }
 
@@ -151,8 +171,10 @@ export class PluginRegistry {
     })
   }
 
-  async #publish (name: string, manifest: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined): Promise<PluginDescriptor> {
-    const { descriptor, inspection } = describePlugin(name, bytes, manifest, this.#config, previous?.createdAt)
+  async #publish (name: string, given: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined, keptVersion?: string): Promise<PluginDescriptor> {
+    const { descriptor, inspection } = describePlugin(name, bytes, given, this.#config, previous?.createdAt, keptVersion)
+    // A kept version that was used is stored with the manifest, so a restart derives the same.
+    const manifest = keptVersion !== undefined && descriptor.version === keptVersion ? { ...given, version: keptVersion } : given
     const { sha256, capabilities } = descriptor
     let compiled: WebAssembly.Module
     try {
@@ -197,6 +219,7 @@ export class PluginRegistry {
       inspectModule(await this.#store.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
     return Object.freeze({
       descriptor: Object.freeze(descriptor),
+      manifest,
       memory: inspection.memory,
       validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
       validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
@@ -221,6 +244,19 @@ export class PluginRegistry {
     } finally {
       if (this.#locks.get(name) === tail) this.#locks.delete(name)
     }
+  }
+
+  /**
+   * The module bytes of a plugin as uploaded, and their sha256; PLUGIN_NOT_FOUND when there is
+   * none. Read under the module lock, so a replace or delete cannot collect them mid-read.
+   */
+  async moduleBytes (name: string): Promise<{ bytes: Buffer, sha256: string }> {
+    return this.#modules.shared(async () => {
+      const entry = this.#plugins.get(name)
+      if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
+      const { sha256 } = entry.descriptor
+      return { bytes: await this.#store.readModule(sha256), sha256 }
+    })
   }
 
   /** The host directory of a plugin's `@plugin` volume. */

@@ -7,7 +7,7 @@
 //   DATA_DIR/volumes/<name>/         the plugin's private `@plugin` volume
 //   DATA_DIR/tmp/                    in-progress writes; swept at start
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { serviceError } from '../errors'
 
@@ -91,13 +91,18 @@ export class PluginStore {
     await fsyncDir(this.#plugins)
   }
 
-  /** Every descriptor on disk, parsed; an unreadable one is reported, not fatal. */
-  async listDescriptors (): Promise<Array<{ name: string, record?: unknown, error?: Error }>> {
+  /**
+   * Every descriptor on disk, parsed; an unreadable one is reported, not fatal, and so is one
+   * over `maxBytes` (not read at all: parsing it could exhaust the heap).
+   */
+  async listDescriptors (maxBytes = Infinity): Promise<Array<{ name: string, record?: unknown, error?: Error }>> {
     const out: Array<{ name: string, record?: unknown, error?: Error }> = []
     for (const file of (await readdir(this.#plugins)).sort()) {
       if (!file.endsWith('.json')) continue
       const name = file.slice(0, -5)
       try {
+        const { size } = await stat(join(this.#plugins, file))
+        if (size > maxBytes) throw new Error(`descriptor file of ${size} bytes; at most ${maxBytes} are read`)
         out.push({ name, record: JSON.parse(await readFile(join(this.#plugins, file), 'utf8')) })
       } catch (err) {
         out.push({ name, error: err as Error })

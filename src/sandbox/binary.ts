@@ -86,6 +86,11 @@ export interface ParseLimits {
   maxDataBytes: number
   /** Total bytes of all custom sections together (names included); unlimited when absent. */
   maxCustomSectionBytes?: number
+  /**
+   * Longest import module/field name and export name, in UTF-8 bytes; unlimited when absent.
+   * These names are listed in every descriptor, so they are bounded like the counts.
+   */
+  maxNameBytes?: number
 }
 
 const SECTION_NAMES = ['custom', 'type', 'import', 'function', 'table', 'memory', 'global', 'export', 'start', 'element', 'code', 'data', 'data count', 'tag']
@@ -268,8 +273,8 @@ class ModuleReader {
     checkLimit(n, this.#limits.maxImports, 'imports')
     const imports = this.#info.imports
     for (let i = 0; i < n; i++) {
-      const module = c.name()
-      const name = c.name()
+      const module = this.#name(c, 'import module')
+      const name = this.#name(c, 'import')
       const at = c.pos
       const kind = KINDS[c.u8()]
       switch (kind) {
@@ -300,6 +305,18 @@ class ModuleReader {
       }
     }
     this.#info.counts.imports = n
+  }
+
+  /** An import or export name, refused before it is decoded when it is over maxNameBytes. */
+  #name (c: Cursor, what: string): string {
+    const max = this.#limits.maxNameBytes
+    if (max !== undefined) {
+      const at = c.pos
+      const length = c.u32()
+      c.pos = at
+      if (length > max) c.fail(`${what} name of ${length} bytes; at most ${max} allowed`, 'limit', at)
+    }
+    return c.name()
   }
 
   #functionSection (c: Cursor): void {
@@ -357,7 +374,7 @@ class ModuleReader {
     const names = new Set<string>()
     for (let i = 0; i < n; i++) {
       const at = c.pos
-      const name = c.name()
+      const name = this.#name(c, 'export')
       if (names.has(name)) c.fail(`duplicate export name '${name}'`, 'malformed', at)
       names.add(name)
       const kindAt = c.pos

@@ -71,5 +71,6 @@ export function classifyGuestThrow (err: unknown): GuestError {
   if (err instanceof WebAssembly.RuntimeError || err instanceof WebAssembly.LinkError) {
     return new GuestError('PLUGIN_TRAP', message, { trap: 'other', message, ...where })
   }
-  return new GuestError('INTERNAL', `unexpected host error: ${message}`)
+  // For the service's log only (the pool keeps it out of the answer): the stack says where.
+  return new GuestError('INTERNAL', `unexpected host error: ${err instanceof Error ? err.stack ?? message : message}`)
 }

@@ -5,6 +5,7 @@
 import { callEntry, callJsonEntry, isJson } from './abi-json'
 import type { InputRegion } from './abi-json'
 import { classifyGuestThrow, GuestError } from './guest-error'
+import { jsonProblem } from './json-problem'
 import type { MemorySource } from './memory-pool'
 import { createWasi, WasiExit } from './wasi'
 import type { Wasi } from './wasi'
@@ -75,7 +76,7 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
 }
 
 function runJson (call: SandboxCall, imports: WebAssembly.Imports, memory: WebAssembly.Memory | undefined): SandboxOutput {
-  if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', 'body is not valid JSON')
+  if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', `body is not valid JSON: ${jsonProblem(call.input)}`)
   if (memory === undefined) throw new GuestError('INTERNAL', 'json plugin without memory passed validation')
   let instance: WebAssembly.Instance
   try {
@@ -158,7 +159,7 @@ export class ReusedInstances {
   /** Runs `call` on the instance kept under `key` (a plugin version), creating it first if needed. */
   run (key: string, call: SandboxCall): SandboxOutput {
     if (call.abi !== 'json' || call.wasi !== undefined || call.memory === undefined) return runSandboxed(call, this.#pool)
-    if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', 'body is not valid JSON')
+    if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', `body is not valid JSON: ${jsonProblem(call.input)}`)
     let kept = this.#kept.get(key)
     try {
       if (kept === undefined) {

@@ -5,6 +5,9 @@ import type { ParseLimits } from './binary'
 
 export const WASM_PAGE = 65536
 
+/** Longest import or export name accepted, in UTF-8 bytes (C++ mangled names fit). */
+export const MAX_NAME_BYTES = 1024
+
 /** Counts above these are refused by the section parser with a message naming the count. */
 export function parseLimitsFor (memoryBytes: number): ParseLimits {
   return {
@@ -17,7 +20,10 @@ export function parseLimitsFor (memoryBytes: number): ParseLimits {
     maxElementSegments: 100_000,
     // Data is copied into memory at instantiation; more than fits is a module that cannot run.
     maxDataBytes: memoryBytes,
-    maxCustomSectionBytes: 16 * 1024 * 1024
+    maxCustomSectionBytes: 16 * 1024 * 1024,
+    // Every descriptor lists import and export names (exports twice when they are entries):
+    // unbounded, 10,000 names of 4,900 characters made 98 MB descriptors (security issue 16).
+    maxNameBytes: MAX_NAME_BYTES
   }
 }
 

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isServiceError, serviceError } from '../errors'
 import type { ErrorCode, ServiceError } from '../errors'
+import { RouteMethods } from './route-methods'
 
 /** Fastify's and its plugins' own error codes, translated into ours. */
 const FRAMEWORK_CODES: Record<string, ErrorCode> = {
@@ -42,10 +43,24 @@ const BY_STATUS: Record<number, ErrorCode> = {
   415: 'UNSUPPORTED_MEDIA_TYPE'
 }
 
+/** The setting behind a route's body limit, named in the 413 (routes not listed: a fixed limit). */
+const BODY_LIMIT_SETTINGS: Record<string, string> = { '/plugins/:name/execute': 'MAX_INPUT_BYTES' }
+
+/** A body over its route's limit, said with the number (and the setting that sets it). */
+function bodyTooLarge (request: FastifyRequest): ServiceError {
+  const limit = request.routeOptions.bodyLimit
+  const url = request.routeOptions.url
+  const setting = url !== undefined ? BODY_LIMIT_SETTINGS[url] : undefined
+  return serviceError('PAYLOAD_TOO_LARGE', [setting !== undefined
+    ? `input is over ${setting} (${limit} bytes)`
+    : `request body is over ${limit} bytes`])
+}
+
 /** Maps anything thrown on a request to a catalogue error. */
-export function toServiceError (err: FastifyError | Error): ServiceError {
+export function toServiceError (err: FastifyError | Error, request?: FastifyRequest): ServiceError {
   if (isServiceError(err)) return err
   const code = (err as FastifyError).code
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' && request?.routeOptions.bodyLimit !== undefined) return bodyTooLarge(request)
   const mapped = code !== undefined ? FRAMEWORK_CODES[code] : undefined
   const status = (err as FastifyError).statusCode
   const byStatus = status !== undefined ? BY_STATUS[status] : undefined
@@ -64,14 +79,20 @@ export function toServiceError (err: FastifyError | Error): ServiceError {
   return serviceError('INTERNAL')
 }
 
+/** What INTERNAL says to a client, whatever it was created with: the detail is in the log. */
+const INTERNAL_MESSAGE = serviceError('INTERNAL').message
+
 export function errorBody (err: ServiceError): Record<string, unknown> {
+  // An INTERNAL answer never carries text or details of what failed (host paths, errno text):
+  // the catalogue's message only, whatever code built it (security issue 16).
+  const internal = err.code === 'INTERNAL'
   const body: Record<string, unknown> = {
     statusCode: err.statusCode,
     code: err.code,
     error: STATUS_CODES[err.statusCode] ?? 'Error',
-    message: err.message
+    message: internal ? INTERNAL_MESSAGE : err.message
   }
-  if (err.details !== undefined) body.details = err.details
+  if (err.details !== undefined && !internal) body.details = err.details
   return body
 }
 
@@ -119,20 +140,30 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
 
 export function installErrorHandler (app: FastifyInstance): void {
   app.setErrorHandler((raw: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const err = toServiceError(raw)
+    const err = toServiceError(raw, request)
     // The plugin a failed call was for, so a log search by plugin finds every failure.
     const name = (request.params as { name?: unknown } | undefined)?.name
     const plugin = typeof name === 'string' ? { plugin: name } : {}
-    if (err.statusCode >= 500 && err.code === 'INTERNAL') {
-      request.log.error({ err: raw, ...plugin }, 'request failed')
+    if (err.code === 'INTERNAL') {
+      // With the request id (pino's reqId), so an operator can match the client's answer.
+      request.log.error({ err: raw, cause: raw.cause !== undefined ? String(raw.cause) : undefined, ...plugin }, 'request failed')
     } else {
       request.log.info({ code: err.code, statusCode: err.statusCode, ...plugin }, err.message)
     }
     if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
     return reply.code(err.statusCode).type('application/json').send(errorBody(err))
   })
+  // Installed before the routes, so it sees every one of them.
+  const methods = new RouteMethods()
+  app.addHook('onRoute', (route) => { methods.add(route.url, route.method) })
   app.setNotFoundHandler((request, reply) => {
-    const err = serviceError('ROUTE_NOT_FOUND', [request.method, request.url.split('?')[0]])
+    const path = request.url.split('?')[0] ?? ''
+    const allowed = methods.allowed(path)
+    if (allowed.length > 0) {
+      const err = serviceError('METHOD_NOT_ALLOWED', [request.method, path, allowed.join(', ')])
+      return reply.code(405).header('allow', allowed.join(', ')).type('application/json').send(errorBody(err))
+    }
+    const err = serviceError('ROUTE_NOT_FOUND', [request.method, path])
     return reply.code(404).type('application/json').send(errorBody(err))
   })
 }

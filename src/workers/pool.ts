@@ -11,7 +11,7 @@
 // closed numbers already reused by the replacement thread's libuv, and aborted the process).
 import { resolve } from 'node:path'
 import { Piscina, queueOptionsSymbol } from 'piscina'
-import { isServiceError, serviceError } from '../errors'
+import { internalError, isServiceError, serviceError } from '../errors'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 import { Breaker } from './breaker'
@@ -312,6 +312,9 @@ export class WorkerPool {
       throw err
     }
     if (!result.ok) {
+      // The worker's text of an INTERNAL failure is the host's own error (paths under
+      // DATA_DIR, errno names): it goes to the log as the cause, not to the caller.
+      if (result.code === 'INTERNAL') throw internalError(result.message)
       throw serviceError(result.code, [result.message], result.details !== undefined ? { details: result.details } : {})
     }
     this.#speed.record(plugin, result.durationMs)

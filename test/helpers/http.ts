@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { resolve } from 'node:path'
 import { request } from 'undici'
-import { tempDir } from './build-app'
+import { removeDir, tempDir } from './build-app'
 
 export const MAIN = resolve(__dirname, '..', '..', 'dist', 'main.js')
 
@@ -68,4 +68,19 @@ export async function startServer (env: Record<string, string> = {}, dataDir = t
       return code ?? sig ?? -1
     }
   }
+}
+
+/**
+ * For a test file whose tests each start servers: returns `track`, which registers a server
+ * to be stopped (and its data dir removed) after the test that started it.
+ */
+export function serversPerTest (): (server: RunningServer) => RunningServer {
+  const running: RunningServer[] = []
+  afterEach(async () => {
+    for (const server of running.splice(0)) {
+      await server.stop()
+      removeDir(server.dataDir)
+    }
+  })
+  return (server) => { running.push(server); return server }
 }

@@ -29,7 +29,8 @@ test('every route is in openapi.yaml and every documented operation exists', asy
   const registered = new Set<string>()
   const stack: string[] = []
   for (const line of t.app.printRoutes({ commonPrefix: false }).split('\n')) {
-    const m = /^([│├└─\s]*)(\/\S*) \(([^)]+)\)/.exec(line)
+    // A node is a path segment; under a `/` route its children lose their leading slash.
+    const m = /^([│├└─\s]*)(\S+) \(([^)]+)\)/.exec(line)
     if (m === null) continue
     const depth = Math.floor((m[1] ?? '').length / 4)
     stack.length = depth

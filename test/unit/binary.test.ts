@@ -5,6 +5,7 @@ import * as fc from 'fast-check'
 import { parseModule, rewriteModule, WasmBinaryError } from '../../src/sandbox/binary'
 import type { ModuleInfo, ParseLimits, RewriteOptions } from '../../src/sandbox/binary'
 import { wat } from '../helpers/fixtures'
+import { leb as lebBytes } from '../helpers/wasm-writer'
 
 const LIMITS: ParseLimits = {
   maxFunctions: 1000,
@@ -24,14 +25,7 @@ const CAPS: RewriteOptions = { memoryMaxPages: 4, tableMaxElements: 5 }
 const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
 
 function leb (value: number): number[] {
-  const out: number[] = []
-  let v = value
-  do {
-    const b = v % 128
-    v = Math.floor(v / 128)
-    out.push(v === 0 ? b : b | 0x80)
-  } while (v !== 0)
-  return out
+  return [...lebBytes(value)]
 }
 
 function str (text: string): number[] {

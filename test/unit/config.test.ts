@@ -11,7 +11,8 @@ describe('loadConfig', () => {
       defaultMemoryBytes: 16 * 1024 * 1024,
       maxTableElements: 10000,
       authToken: undefined,
-      executeTokens: []
+      executeTokens: [],
+      metricsToken: undefined
     })
     expect(c.dataDir).toMatch(/\/data$/)
     expect(c.workers).toBeGreaterThanOrEqual(1)
@@ -42,6 +43,7 @@ describe('loadConfig', () => {
     [{ VOLUMES: 'Bad Name=/x' }, /VOLUMES/],
     [{ ALLOWED_ENV: 'NOT-A-NAME' }, /ALLOWED_ENV/],
     [{ AUTH_TOKEN: 'short' }, /AUTH_TOKEN/],
+    [{ METRICS_TOKEN: 'short' }, /METRICS_TOKEN/],
     [{ EXECUTE_TOKENS: 'exec-token-0123456789' }, /needs AUTH_TOKEN/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/]
   ])('refuses %p', (env, message) => {

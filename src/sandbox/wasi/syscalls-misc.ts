@@ -3,6 +3,7 @@
 // is clamped to the call's deadline and interruptible by worker termination.
 import { randomFillSync } from 'node:crypto'
 import { Clockid, Eventrwflags, Eventtype, Rights, Subclockflags } from './constants'
+import { CallCpuClock } from './cpu-clock'
 import type { WasiContext } from './context'
 import { Errno } from './errno'
 import { fail, toErrno, WasiExit } from './errors'
@@ -16,23 +17,20 @@ type MiscNames =
   | 'clock_time_get' | 'random_get' | 'poll_oneoff' | 'proc_exit' | 'proc_raise' | 'sched_yield'
   | 'sock_accept' | 'sock_recv' | 'sock_send' | 'sock_shutdown'
 
-/** Current value of a WASI clock in ns, or EINVAL for an unknown clock id. */
-export function clockNow (id: number): bigint {
+/**
+ * Current value of a WASI clock in ns, or EINVAL for an unknown clock id. Both CPU-time
+ * clocks read `cpu`: the call's own CPU time, never the process's (see cpu-clock.ts).
+ */
+export function clockNow (id: number, cpu: CallCpuClock): bigint {
   switch (id) {
     case Clockid.REALTIME:
       // timeOrigin + now(): sub-millisecond, unlike Date.now().
       return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))
     case Clockid.MONOTONIC:
       return process.hrtime.bigint()
-    case Clockid.PROCESS_CPUTIME_ID: {
-      const { user, system } = process.cpuUsage()
-      return BigInt(user + system) * 1000n
-    }
-    case Clockid.THREAD_CPUTIME_ID: {
-      // The worker's own CPU time where Node has it (>= 23.9), the process's otherwise.
-      const { user, system } = typeof process.threadCpuUsage === 'function' ? process.threadCpuUsage() : process.cpuUsage()
-      return BigInt(user + system) * 1000n
-    }
+    case Clockid.PROCESS_CPUTIME_ID:
+    case Clockid.THREAD_CPUTIME_ID:
+      return cpu.now()
     default:
       return fail(Errno.INVAL)
   }
@@ -87,6 +85,8 @@ interface ClockWait { userdata: bigint, dueNs: bigint }
 
 /** Builds the remaining imports of one instance. */
 export function miscSyscalls (ctx: WasiContext): Pick<WasiImports, MiscNames> {
+  // Made with the instance, so a call's CPU clocks start at 0 (one WASI instance per call).
+  const cpu = new CallCpuClock()
   // fd subscriptions are answered at once: stdio are buffers and files never block.
   function fdEvent (userdata: bigint, type: 1 | 2, fd: number): Event {
     try {
@@ -127,7 +127,7 @@ export function miscSyscalls (ctx: WasiContext): Pick<WasiImports, MiscNames> {
     },
 
     clock_time_get (id, _precision, timePtr) {
-      const now = clockNow(id)
+      const now = clockNow(id, cpu)
       ctx.mem().setU64(timePtr, now)
       return Errno.SUCCESS
     },
@@ -167,7 +167,7 @@ export function miscSyscalls (ctx: WasiContext): Pick<WasiImports, MiscNames> {
           continue
         }
         const absolute = (sub.flags & Subclockflags.SUBSCRIPTION_CLOCK_ABSTIME) !== 0
-        const wait = absolute ? sub.timeout - clockNow(sub.clockId) : sub.timeout
+        const wait = absolute ? sub.timeout - clockNow(sub.clockId, cpu) : sub.timeout
         clocks.push({ userdata: sub.userdata, dueNs: monoNow + (wait > 0n ? wait : 0n) })
       }
       if (events.length === 0 && clocks.length > 0) {

@@ -6,6 +6,7 @@ import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
 import type { PluginRegistry, Upload } from '../../registry/registry'
+import { jsonListStream } from '../json-list'
 import type { Metrics } from '../metrics'
 
 export interface PluginRoutesOptions {
@@ -140,12 +141,25 @@ export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app:
     return registry.replace(request.params.name, await readUpload(request))
   })
 
-  app.get('/plugins', async () => ({ plugins: registry.list() }))
+  // Streamed, one descriptor at a time: never one string of every descriptor at once.
+  app.get('/plugins', async (_request, reply) => reply.type('application/json').send(jsonListStream('plugins', registry.list())))
 
   app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
     const entry = registry.get(request.params.name)
     if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [request.params.name])
     return entry.descriptor
+  })
+
+  // The module as uploaded (admin only, like every route but execute): what runs is what the
+  // author can fetch back, byte for byte.
+  app.get<{ Params: { name: string } }>('/plugins/:name/module', { schema: { params: nameParams } }, async (request, reply) => {
+    const { name } = request.params
+    const { bytes, sha256 } = await registry.moduleBytes(name)
+    return reply
+      .type('application/wasm')
+      .header('etag', `"${sha256}"`)
+      .header('content-disposition', `attachment; filename="${name}.wasm"`)
+      .send(bytes)
   })
 
   app.delete<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
