@@ -92,10 +92,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   // The gauges read the pool lazily: it is created below, after the registry has loaded.
   const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads }))
-  const store = new PluginStore(config.dataDir)
+  const store = new PluginStore(config.dataDir, (msg, err) => app.log.warn({ err }, msg))
   const cache = new ModuleCache(config.moduleCacheSize, { onCompile: metrics.compiled })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).
-  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name) })
+  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name), warn: (msg, err) => app.log.warn({ err }, msg) })
   await registry.load((msg, err) => app.log.warn({ err }, msg))
 
   const pool = new WorkerPool({

@@ -1,6 +1,8 @@
 // A regular file opened by path_open. The guest-visible position is kept here and every
 // host read/write is positional, so APPEND, seek and pread/pwrite never depend on host fd
-// state. Writes check the volume (read-only, quota) before touching the file.
+// state. Writes check the volume (read-only, quota) and reserve their growth before touching
+// the file. A file unlinked while open keeps its bytes on disk, so it keeps them charged
+// until its last fd in the call is closed (OpenFiles).
 import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readSync, writeSync } from 'node:fs'
 import { Advice, Fdflags, Filetype, Rights, Whence } from './constants'
 import { Descriptor } from './descriptor'
@@ -18,19 +20,66 @@ export function toOffset (value: bigint): number {
   return Number(value)
 }
 
+/** The key of an inode: `dev:ino`. */
+export const inodeKey = (st: { dev: bigint, ino: bigint }): string => `${st.dev}:${st.ino}`
+
+/**
+ * The regular files one WASI instance holds open, by inode. Unlinking the last name of a
+ * file frees its blocks only when its last fd closes: until then its bytes stay charged
+ * (a call could otherwise unlink and refill the same quota again and again, all of it on
+ * disk at once), and they are credited to the volume it was unlinked from at that close.
+ */
+export class OpenFiles {
+  readonly #open = new Map<string, { fds: number, orphanOf: Volume | undefined }>()
+
+  opened (key: string): void {
+    const entry = this.#open.get(key)
+    if (entry !== undefined) entry.fds++
+    else this.#open.set(key, { fds: 1, orphanOf: undefined })
+  }
+
+  isOpen (key: string): boolean {
+    return this.#open.has(key)
+  }
+
+  /**
+   * The last name of `key` is gone from `volume`. True when the file is still open here: its
+   * bytes stay charged until the close. False: the caller credits them now.
+   */
+  unlinked (key: string, volume: Volume): boolean {
+    const entry = this.#open.get(key)
+    if (entry === undefined) return false
+    entry.orphanOf = volume
+    return true
+  }
+
+  /** One fd of `key` closed; `size` reads the file's size while the fd is still open. */
+  closed (key: string, size: () => number): void {
+    const entry = this.#open.get(key)
+    if (entry === undefined || --entry.fds > 0) return
+    this.#open.delete(key)
+    entry.orphanOf?.account(-size())
+  }
+}
+
 /** A guest fd for a host regular file. */
 export class FileFd extends Descriptor {
   readonly filetype = Filetype.REGULAR_FILE
   readonly volume: Volume
   readonly #hostFds: HostFds
   readonly #fd: number
+  readonly #openFiles: OpenFiles
+  readonly #key: string
   #pos = 0
 
-  constructor (hostFds: HostFds, fd: number, volume: Volume, rightsBase: bigint, fdflags: number) {
+  constructor (hostFds: HostFds, fd: number, volume: Volume, rightsBase: bigint, fdflags: number, openFiles: OpenFiles, key: string) {
     super(rightsBase, 0n, fdflags)
     this.#hostFds = hostFds
     this.#fd = fd
     this.volume = volume
+    this.#openFiles = openFiles
+    this.#key = key
+    openFiles.opened(key)
   }
 
   #size (): number {
@@ -48,15 +97,16 @@ export class FileFd extends Descriptor {
     return total
   }
 
-  // Quota first (nothing is written if the growth does not fit), then the bytes, then the
-  // accounting of what really changed (a short write on a full disk grows the file less).
+  // Quota first (the growth is reserved: nothing is written if it does not fit), then the
+  // bytes, then the settling of what really changed (a short write on a full disk grows the
+  // file less; another call may have grown it meanwhile).
   #writeAt (from: Uint8Array[], position: number): number {
     this.volume.assertWritable()
     let length = 0
     for (const view of from) length += view.byteLength
     if (length === 0) return 0
     const before = this.#size()
-    this.volume.checkGrowth(position + length - before)
+    const reserved = this.volume.reserve(position + length - before)
     let total = 0
     try {
       for (const view of from) {
@@ -68,7 +118,7 @@ export class FileFd extends Descriptor {
     } catch (err) {
       if (total === 0) throw err
     } finally {
-      this.volume.account(this.#size() - before)
+      this.volume.account(this.#size() - before - reserved)
     }
     if ((this.fdflags & Fdflags.SYNC) !== 0) fsyncSync(this.#fd)
     else if ((this.fdflags & Fdflags.DSYNC) !== 0) fdatasyncSync(this.#fd)
@@ -132,11 +182,17 @@ export class FileFd extends Descriptor {
   override setSize (size: bigint): void {
     this.need(Rights.FD_FILESTAT_SET_SIZE)
     this.volume.assertWritable()
-    const next = toOffset(size)
+    this.#resize(toOffset(size))
+  }
+
+  #resize (next: number): void {
     const before = this.#size()
-    this.volume.checkGrowth(next - before)
-    ftruncateSync(this.#fd, next)
-    this.volume.account(next - before)
+    const reserved = this.volume.reserve(next - before)
+    try {
+      ftruncateSync(this.#fd, next)
+    } finally {
+      this.volume.account(this.#size() - before - reserved)
+    }
   }
 
   override setTimes (atim: bigint, mtim: bigint, flags: number): void {
@@ -153,9 +209,7 @@ export class FileFd extends Descriptor {
     const before = this.#size()
     // posix_fallocate semantics: the file grows to cover the range, it never shrinks.
     if (end <= before) return
-    this.volume.checkGrowth(end - before)
-    ftruncateSync(this.#fd, end)
-    this.volume.account(end - before)
+    this.#resize(end)
   }
 
   override advise (_offset: bigint, _len: bigint, advice: number): void {
@@ -182,6 +236,10 @@ export class FileFd extends Descriptor {
   }
 
   override close (): void {
-    this.#hostFds.close(this.#fd)
+    try {
+      this.#openFiles.closed(this.#key, () => this.#size())
+    } finally {
+      this.#hostFds.close(this.#fd)
+    }
   }
 }
