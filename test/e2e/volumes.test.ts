@@ -2,7 +2,7 @@
 // deep for any path, concurrent calls sharing one quota, unlinked files kept open, directory
 // bombs, a DELETE while a call writes, and a plugin dropped at start whose volume a namesake
 // must not inherit. The plugin is test/fixtures/plugins/svc-wasi-disk.c.
-import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
 import { removeDir, tempDir } from '../helpers/build-app'
@@ -140,6 +140,25 @@ suite('a @plugin volume under attack', () => {
     // Closed at the call's end: the next call has the whole quota again.
     const again = await call('orphans', 'fill big')
     expect(again.body.written).toBe(4 * MiB - ENTRY_BYTES) // all of it but its own name's block
+  })
+
+  test('a file one call holds open stays charged when another call unlinks it', async () => {
+    const dir = dataDir()
+    await start(dir, { PLUGIN_DISK_BYTES: String(4 * MiB) })
+    await upload('holder', { limits: { timeoutMs: 20_000 }, ...DATA })
+    const big = join(dir, 'volumes', 'holder', 'big')
+    expect((await call('holder', 'write hold 1')).status).toBe(200)
+    const holding = call('holder', 'hold big')
+    for (let i = 0; i < 400 && !(existsSync(big) && statSync(big).size >= 3 * MiB); i++) await new Promise(resolve => setTimeout(resolve, 20))
+    expect(await call('holder', 'unlink big')).toEqual({ status: 200, body: { errno: 0 } })
+    const meanwhile = await call('holder', 'fill other')
+    expect((await call('holder', 'unlink hold')).status).toBe(200) // the holder closes its file
+    const held = await holding
+    console.log(`while another call held an unlinked ${String(held.body.written)}-byte file open, a call stored ${String(meanwhile.body.written)} bytes more under a ${4 * MiB}-byte quota`)
+    expect(meanwhile.body.written).toBeLessThan(MiB)
+    expect(Number(held.body.written) + Number(meanwhile.body.written)).toBeLessThanOrEqual(4 * MiB)
+    // Closed when the holding call ended: the bytes are free again.
+    expect((await call('holder', 'fill third')).body.written).toBeGreaterThan(3 * MiB - Number(meanwhile.body.written))
   })
 
   test('entries cost a block each and are capped; a full volume refuses new names', async () => {

@@ -1,6 +1,5 @@
 // What the syscall modules share: one object per WASI instance, built by createWasi.
 import type { FdTable } from './fd-table'
-import type { OpenFiles } from './file-fd'
 import type { HostFds } from './host-fds'
 import type { Jail } from './jail'
 import type { GuestMemory } from './memory'
@@ -11,8 +10,6 @@ export interface WasiContext {
   mem: () => GuestMemory
   readonly table: FdTable
   readonly hostFds: HostFds
-  /** Regular files open in this instance, by inode (unlinked-but-open files stay charged). */
-  readonly openFiles: OpenFiles
   readonly jail: Jail
   /** argv entries, UTF-8, each NUL-terminated. */
   readonly args: readonly Uint8Array[]

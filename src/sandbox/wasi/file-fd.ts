@@ -3,7 +3,7 @@
 // state. Writes check the volume (read-only, quota) and reserve their growth before touching
 // the file. A file unlinked while open keeps its bytes on disk, so it keeps them charged
 // until its last fd in the call is closed (OpenFiles).
-import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readSync, writeSync } from 'node:fs'
+import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readdirSync, readSync, writeSync } from 'node:fs'
 import { Advice, Fdflags, Filetype, Rights, Whence } from './constants'
 import { Descriptor } from './descriptor'
 import type { Readiness } from './descriptor'
@@ -20,46 +20,31 @@ export function toOffset (value: bigint): number {
   return Number(value)
 }
 
-/** The key of an inode: `dev:ino`. */
-export const inodeKey = (st: { dev: bigint, ino: bigint }): string => `${st.dev}:${st.ino}`
-
 /**
- * The regular files one WASI instance holds open, by inode. Unlinking the last name of a
- * file frees its blocks only when its last fd closes: until then its bytes stay charged
- * (a call could otherwise unlink and refill the same quota again and again, all of it on
- * disk at once), and they are credited to the volume it was unlinked from at that close.
+ * Whether an fd of this process other than `except` refers to the file `st` (Linux /proc;
+ * false without it). A file whose last name is removed keeps its blocks on disk until its
+ * last fd closes, in whichever call and thread holds it, so its bytes stay charged until
+ * then: otherwise a plugin could unlink and refill the same quota again and again, with all
+ * of it on disk at once. Scanned only when the last name of a non-empty file goes.
  */
-export class OpenFiles {
-  readonly #open = new Map<string, { fds: number, orphanOf: Volume | undefined }>()
-
-  opened (key: string): void {
-    const entry = this.#open.get(key)
-    if (entry !== undefined) entry.fds++
-    else this.#open.set(key, { fds: 1, orphanOf: undefined })
+export function openElsewhere (st: { dev: bigint, ino: bigint }, except = -1): boolean {
+  let fds: string[]
+  try {
+    fds = readdirSync('/proc/self/fd')
+  } catch {
+    return false
   }
-
-  isOpen (key: string): boolean {
-    return this.#open.has(key)
+  for (const name of fds) {
+    const fd = Number(name)
+    if (fd === except) continue
+    try {
+      const other = fstatSync(fd, { bigint: true })
+      if (other.ino === st.ino && other.dev === st.dev) return true
+    } catch {
+      // Closed meanwhile (or the listing's own fd): not this file.
+    }
   }
-
-  /**
-   * The last name of `key` is gone from `volume`. True when the file is still open here: its
-   * bytes stay charged until the close. False: the caller credits them now.
-   */
-  unlinked (key: string, volume: Volume): boolean {
-    const entry = this.#open.get(key)
-    if (entry === undefined) return false
-    entry.orphanOf = volume
-    return true
-  }
-
-  /** One fd of `key` closed; `size` reads the file's size while the fd is still open. */
-  closed (key: string, size: () => number): void {
-    const entry = this.#open.get(key)
-    if (entry === undefined || --entry.fds > 0) return
-    this.#open.delete(key)
-    entry.orphanOf?.account(-size())
-  }
+  return false
 }
 
 /** A guest fd for a host regular file. */
@@ -68,18 +53,13 @@ export class FileFd extends Descriptor {
   readonly volume: Volume
   readonly #hostFds: HostFds
   readonly #fd: number
-  readonly #openFiles: OpenFiles
-  readonly #key: string
   #pos = 0
 
-  constructor (hostFds: HostFds, fd: number, volume: Volume, rightsBase: bigint, fdflags: number, openFiles: OpenFiles, key: string) {
+  constructor (hostFds: HostFds, fd: number, volume: Volume, rightsBase: bigint, fdflags: number) {
     super(rightsBase, 0n, fdflags)
     this.#hostFds = hostFds
     this.#fd = fd
     this.volume = volume
-    this.#openFiles = openFiles
-    this.#key = key
-    openFiles.opened(key)
   }
 
   #size (): number {
@@ -235,9 +215,11 @@ export class FileFd extends Descriptor {
     return { nbytes: 0n, hangup: false }
   }
 
+  // The last fd of a file that has no name left frees its bytes (see openElsewhere).
   override close (): void {
     try {
-      this.#openFiles.closed(this.#key, () => this.#size())
+      const st = fstatSync(this.#fd, { bigint: true })
+      if (st.nlink === 0n && st.size > 0n && !openElsewhere(st, this.#fd)) this.volume.account(-Number(st.size))
     } finally {
       this.#hostFds.close(this.#fd)
     }

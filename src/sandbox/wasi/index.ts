@@ -11,7 +11,6 @@ import { DirFd } from './dir-fd'
 import { Errno } from './errno'
 import { fail, toErrno } from './errors'
 import { FdTable } from './fd-table'
-import { OpenFiles } from './file-fd'
 import { HostFds } from './host-fds'
 import { Jail, procFdWorks } from './jail'
 import { encode, GuestMemory, u32, u64 } from './memory'
@@ -178,7 +177,6 @@ export function createWasi (options: WasiOptions): Wasi {
     mem: () => (memory === undefined ? fail(Errno.FAULT) : new GuestMemory(memory.buffer)),
     table,
     hostFds,
-    openFiles: new OpenFiles(),
     jail,
     args: options.args.map((a) => encode(`${a}\0`)),
     env: Object.entries(options.env).map(([k, v]) => encode(`${k}=${v}\0`)),

@@ -15,7 +15,7 @@ import { DirFd } from './dir-fd'
 import { Errno } from './errno'
 import { fail } from './errors'
 import { MAX_FDS } from './fd-table'
-import { FileFd, inodeKey } from './file-fd'
+import { FileFd, openElsewhere } from './file-fd'
 import { checkGuestPath, stripTrailingSlashes, visibleLinkText } from './jail'
 import type { Located } from './jail'
 import { FILESTAT, writeFilestat } from './layout'
@@ -44,7 +44,7 @@ function using<T> (loc: Located, fn: (loc: Located) => T): T {
 
 /** Builds the path_* imports of one instance. */
 export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
-  const { table, jail, hostFds, openFiles } = ctx
+  const { table, jail, hostFds } = ctx
 
   // Paths are relative to a directory fd; a non-directory fd is ENOTDIR like openat(2).
   const dirOf = (fd: number): DirFd => {
@@ -114,7 +114,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
     }
     // O_TRUNC freed what the file held (bytes are per inode, whatever its link count).
     if (pre?.isFile() === true) dir.volume.account(Number(st.size - pre.size))
-    return new FileFd(hostFds, fd, dir.volume, base & FILE_RIGHTS, fdflags, openFiles, inodeKey(st))
+    return new FileFd(hostFds, fd, dir.volume, base & FILE_RIGHTS, fdflags)
   }
 
   function openDir (dir: DirFd, loc: Located, base: bigint, inheriting: bigint): DirFd {
@@ -277,11 +277,11 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         using(jail.resolve(dst.node, newPath.path, false), (to) => {
           const replaced = lstatOrNull(to.hostPath)
           if (replaced?.isSymbolicLink() === true) fail(Errno.PERM)
-          // Renaming onto another name of the same file frees nothing; a replaced file that
-          // this call still holds open keeps its bytes charged until it is closed.
+          // Renaming onto another name of the same file frees nothing; a replaced file still
+          // open somewhere keeps its bytes charged until its last fd closes (file-fd.ts).
           const same = replaced !== null && replaced.ino === st.ino && replaced.dev === st.dev
           const lastName = !same && replaced?.isFile() === true && replaced.nlink === 1n ? replaced : undefined
-          const freed = lastName !== undefined && !openFiles.isOpen(inodeKey(lastName)) ? Number(lastName.size) : 0
+          const freed = lastName !== undefined ? Number(lastName.size) : 0
           const cross = src.volume.quota !== dst.volume.quota
           // A directory tree moving between quotas would need a walk to account for:
           // EXDEV tells the guest to copy instead, as across file systems.
@@ -299,8 +299,9 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
             if (newName) dst.volume.removeEntry()
             throw err
           }
-          if (lastName !== undefined) openFiles.unlinked(inodeKey(lastName), dst.volume)
-          dst.volume.account(moved - freed - reserved)
+          // Asked after the rename: an fd opened before it is seen, none can be opened after.
+          const kept = lastName !== undefined && freed > 0 && openElsewhere(lastName) ? freed : 0
+          dst.volume.account(moved - freed + kept - reserved)
           src.volume.account(-moved)
           if (!same && (cross || replaced !== null)) src.volume.removeEntry()
         })
@@ -326,9 +327,9 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         if (trailing) fail(Errno.NOTDIR)
         unlinkSync(loc.hostPath)
         dir.volume.removeEntry()
-        // The last name of a file this call still holds open: its blocks stay on disk, and
-        // charged, until the close.
-        if (st.isFile() && st.nlink === 1n && !openFiles.unlinked(inodeKey(st), dir.volume)) dir.volume.account(-Number(st.size))
+        // The last name of a file still open somewhere: its blocks stay on disk, and charged,
+        // until its last fd closes (file-fd.ts). Asked after the unlink, so no fd is missed.
+        if (st.isFile() && st.nlink === 1n && st.size > 0n && !openElsewhere(st)) dir.volume.account(-Number(st.size))
       })
       return Errno.SUCCESS
     }
