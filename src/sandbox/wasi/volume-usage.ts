@@ -9,10 +9,11 @@
 // The walk is written once, as a generator of file-system operations, and driven two ways:
 // synchronously (in a worker, for a volume no one measured: the CLI, tests) and
 // asynchronously (on the main thread, which must not block its event loop on a big tree).
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs'
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs'
 import type { BigIntStats, Dirent } from 'node:fs'
 import { lstat, open, readdir } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
 
 /** What a volume holds. `bytes` is Infinity when the tree was too large to walk. */
 export interface Usage {
@@ -34,8 +35,35 @@ type Op =
 
 interface Frame { subdirs: string[], dev: bigint, ino: bigint }
 
-/** `/proc/self/fd/<fd>/<name>`: the entry `name` of the open directory `fd`. */
-export const fdChild = (fd: number, name: string): string => `/proc/self/fd/${fd}/${name}`
+const procFds = existsSync('/proc/self/fd')
+
+/**
+ * How a driver names an open directory and its entries: through `/proc/self/fd` (any depth),
+ * or, without /proc (not Linux), by path (then bounded by PATH_MAX, like the jail's fallback).
+ */
+class DirNames {
+  readonly #paths = new Map<number, string>()
+
+  target (op: { at: number | undefined, name: string }): string {
+    return op.at === undefined ? op.name : this.child(op.at, op.name)
+  }
+
+  opened (fd: number, path: string): void {
+    if (!procFds) this.#paths.set(fd, path)
+  }
+
+  closed (fd: number): void {
+    this.#paths.delete(fd)
+  }
+
+  dir (fd: number): string {
+    return procFds ? `/proc/self/fd/${fd}` : this.#paths.get(fd) ?? ''
+  }
+
+  child (fd: number, name: string): string {
+    return procFds ? `/proc/self/fd/${fd}/${name}` : join(this.dir(fd), name)
+  }
+}
 
 // The walk. Every value it receives back is the result of the op it yielded.
 function * walk (root: string, limit: number): Generator<Op, Usage, unknown> {
@@ -99,6 +127,7 @@ const missing = (err: unknown): boolean => {
 /** Measures `root` synchronously (a worker thread; blocks only it). */
 export function measureVolume (root: string, limit = USAGE_WALK_LIMIT): Usage {
   const opened = new Set<number>()
+  const names = new DirNames()
   const gen = walk(root, limit)
   try {
     let input: unknown
@@ -109,8 +138,10 @@ export function measureVolume (root: string, limit = USAGE_WALK_LIMIT): Usage {
       switch (op.op) {
         case 'open': {
           try {
-            const fd = openSync(op.at === undefined ? op.name : fdChild(op.at, op.name), DIR_FLAGS)
+            const path = names.target(op)
+            const fd = openSync(path, DIR_FLAGS)
             opened.add(fd)
+            names.opened(fd, path)
             input = fd
           } catch (err) {
             if (op.at === undefined || !missing(err)) throw err
@@ -118,13 +149,13 @@ export function measureVolume (root: string, limit = USAGE_WALK_LIMIT): Usage {
           }
           break
         }
-        case 'list': input = readdirSync(`/proc/self/fd/${op.fd}`, { withFileTypes: true }); break
+        case 'list': input = readdirSync(names.dir(op.fd), { withFileTypes: true }); break
         case 'fstat': input = fstatSync(op.fd, { bigint: true }); break
         case 'lstat': {
-          try { input = lstatSync(fdChild(op.fd, op.name), { bigint: true }) } catch (err) { if (!missing(err)) throw err; input = undefined }
+          try { input = lstatSync(names.child(op.fd, op.name), { bigint: true }) } catch (err) { if (!missing(err)) throw err; input = undefined }
           break
         }
-        case 'close': opened.delete(op.fd); closeSync(op.fd); input = undefined; break
+        case 'close': opened.delete(op.fd); names.closed(op.fd); closeSync(op.fd); input = undefined; break
       }
     }
   } finally {
@@ -135,6 +166,7 @@ export function measureVolume (root: string, limit = USAGE_WALK_LIMIT): Usage {
 /** Measures `root` without blocking the event loop (the main thread). */
 export async function measureVolumeAsync (root: string, limit = USAGE_WALK_LIMIT): Promise<Usage> {
   const opened = new Map<number, FileHandle>()
+  const names = new DirNames()
   const gen = walk(root, limit)
   try {
     let input: unknown
@@ -145,8 +177,10 @@ export async function measureVolumeAsync (root: string, limit = USAGE_WALK_LIMIT
       switch (op.op) {
         case 'open': {
           try {
-            const handle = await open(op.at === undefined ? op.name : fdChild(op.at, op.name), DIR_FLAGS)
+            const path = names.target(op)
+            const handle = await open(path, DIR_FLAGS)
             opened.set(handle.fd, handle)
+            names.opened(handle.fd, path)
             input = handle.fd
           } catch (err) {
             if (op.at === undefined || !missing(err)) throw err
@@ -154,15 +188,16 @@ export async function measureVolumeAsync (root: string, limit = USAGE_WALK_LIMIT
           }
           break
         }
-        case 'list': input = await readdir(`/proc/self/fd/${op.fd}`, { withFileTypes: true }); break
+        case 'list': input = await readdir(names.dir(op.fd), { withFileTypes: true }); break
         case 'fstat': input = await opened.get(op.fd)?.stat({ bigint: true }); break
         case 'lstat': {
-          try { input = await lstat(fdChild(op.fd, op.name), { bigint: true }) } catch (err) { if (!missing(err)) throw err; input = undefined }
+          try { input = await lstat(names.child(op.fd, op.name), { bigint: true }) } catch (err) { if (!missing(err)) throw err; input = undefined }
           break
         }
         case 'close': {
           const handle = opened.get(op.fd)
           opened.delete(op.fd)
+          names.closed(op.fd)
           await handle?.close()
           input = undefined
           break
