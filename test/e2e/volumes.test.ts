@@ -2,10 +2,11 @@
 // deep for any path, concurrent calls sharing one quota, unlinked files kept open, directory
 // bombs, a DELETE while a call writes, and a plugin dropped at start whose volume a namesake
 // must not inherit. The plugin is test/fixtures/plugins/svc-wasi-disk.c.
-import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
 import { removeDir, tempDir } from '../helpers/build-app'
+import { plantDeepTree } from '../helpers/deep-tree'
 import { cFixture, hasClang } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
@@ -65,25 +66,6 @@ async function call (name: string, command: string): Promise<{ status: number, b
 async function remove (name: string): Promise<{ status: number, text: string }> {
   const res = await request(`${server?.url ?? ''}/plugins/${name}`, { method: 'DELETE' })
   return { status: res.statusCode, text: await res.body.text() }
-}
-
-/**
- * Makes `depth` nested directories named with `length` characters under `dir` the way the
- * probe did: each one through the fd of its parent, so no path is ever longer than PATH_MAX
- * while the tree is (20 x 250 = 5,000 bytes).
- */
-function plantDeepTree (dir: string, depth = 20, length = 250): void {
-  mkdirSync(dir, { recursive: true })
-  const name = 'p'.repeat(length)
-  let fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY)
-  for (let i = 0; i < depth; i++) {
-    mkdirSync(`/proc/self/fd/${fd}/${name}`)
-    writeFileSync(`/proc/self/fd/${fd}/file${i}`, 'x'.repeat(100))
-    const next = openSync(`/proc/self/fd/${fd}/${name}`, constants.O_RDONLY | constants.O_DIRECTORY)
-    closeSync(fd)
-    fd = next
-  }
-  closeSync(fd)
 }
 
 suite('a @plugin volume under attack', () => {

@@ -5,6 +5,7 @@ import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { removeHolder, removeTree, setAside } from '../../src/registry/remove-tree'
+import { plantDeepTree } from '../helpers/deep-tree'
 import { measureVolume, measureVolumeAsync } from '../../src/sandbox/wasi/volume-usage'
 
 let base: string
@@ -17,25 +18,10 @@ afterEach(() => {
   rmSync(base, { recursive: true, force: true })
 })
 
-/** `depth` levels of `length`-character names, each made through its parent's fd, a file in each. */
-function deepTree (dir: string, depth: number, length: number): void {
-  mkdirSync(dir, { recursive: true })
-  const name = 'd'.repeat(length)
-  let fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY)
-  for (let i = 0; i < depth; i++) {
-    writeFileSync(`/proc/self/fd/${fd}/f`, 'x'.repeat(10))
-    mkdirSync(`/proc/self/fd/${fd}/${name}`)
-    const next = openSync(`/proc/self/fd/${fd}/${name}`, constants.O_RDONLY | constants.O_DIRECTORY)
-    closeSync(fd)
-    fd = next
-  }
-  closeSync(fd)
-}
-
 describe('measuring a volume', () => {
   test('a tree 20 levels of 250 characters deep (5,000-byte paths), sync and async alike', async () => {
     const volume = join(base, 'v')
-    deepTree(volume, 20, 250)
+    plantDeepTree(volume, 20, 250)
     writeFileSync(join(volume, 'top'), 'y'.repeat(100))
     const expected = { bytes: 20 * 10 + 100, entries: 20 * 2 + 1 }
     expect(measureVolume(volume)).toEqual(expected)
@@ -60,7 +46,7 @@ describe('removing a tree', () => {
     const volumes = join(base, 'volumes')
     const scratch = join(base, 'tmp')
     mkdirSync(scratch)
-    deepTree(join(volumes, 'p'), 20, 250)
+    plantDeepTree(join(volumes, 'p'), 20, 250)
     const outside = join(base, 'outside')
     mkdirSync(outside)
     writeFileSync(join(outside, 'keep'), 'keep')
