@@ -157,7 +157,7 @@ suite('a @plugin volume under attack', () => {
 
   test(`at most ${ENTRIES} entries in a volume, whatever its byte quota`, async () => {
     await start(dataDir(), { PLUGIN_DISK_BYTES: String(1024 * MiB) })
-    await upload('many')
+    await upload('many', { limits: { timeoutMs: 30_000 }, ...DATA }) // 10,000 mkdirs on a loaded machine
     const res = await call('many', `mkdirs ${ENTRIES + 100}`)
     expect(res.body).toEqual({ made: ENTRIES, errno: WASI.DQUOT })
   })
