@@ -100,14 +100,14 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     pausedPlugins: () => pool.pausedPlugins,
     callsInFlight: () => pool.callsInFlight
   }))
-  const store = new PluginStore(config.dataDir)
+  const store = new PluginStore(config.dataDir, (msg, err) => app.log.warn({ err }, msg))
   const cache = new ModuleCache(config.moduleCacheBytes, {
     onCompile: metrics.compiled,
     onLookup: metrics.moduleCacheLookup,
     onBytes: metrics.moduleCacheBytes
   })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).
-  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name) })
+  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name), warn: (msg, err) => app.log.warn({ err }, msg) })
   await registry.load((msg, err) => app.log.warn({ err }, msg))
 
   const pool = new WorkerPool({

@@ -6,6 +6,7 @@ import { serviceError } from '../errors'
 import type { WasiSpec } from '../workers/protocol'
 import type { PluginDescriptor } from './descriptor'
 import { JSON_ENTRY_FALLBACKS } from './inspect'
+import { VOLUME_ENTRIES } from '../sandbox/wasi/volume'
 
 /** The export a call runs: `?function=` or the first of execute, run, main (json); `_start` (wasi). */
 export function pickEntry (d: PluginDescriptor, requested: string | undefined): string {
@@ -29,8 +30,17 @@ export function pickEntry (d: PluginDescriptor, requested: string | undefined): 
   return fallback
 }
 
-/** The WASI grant with volumes resolved to host paths, or undefined when WASI is not granted. */
-export function wasiSpec (d: PluginDescriptor, config: Config, pluginVolume: string): WasiSpec | undefined {
+/** Whether the plugin preopens its `@plugin` volume. */
+export function usesPluginVolume (d: PluginDescriptor): boolean {
+  return d.capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true
+}
+
+/**
+ * The WASI grant with volumes resolved to host paths, or undefined when WASI is not granted.
+ * `quotaState`: the `@plugin` volume's quota block (PluginRegistry.volumeQuota); without it
+ * (the CLI) the worker measures the volume for this call alone.
+ */
+export function wasiSpec (d: PluginDescriptor, config: Config, pluginVolume: string, quotaState?: SharedArrayBuffer): WasiSpec | undefined {
   const grant = d.capabilities.wasi
   if (grant === undefined) return undefined
   return {
@@ -38,7 +48,14 @@ export function wasiSpec (d: PluginDescriptor, config: Config, pluginVolume: str
     env: grant.env,
     preopens: grant.preopens.map(p => {
       if (p.volume === '@plugin') {
-        return { guestPath: p.guest, hostPath: pluginVolume, readOnly: p.mode === 'ro', quotaBytes: config.pluginDiskBytes }
+        return {
+          guestPath: p.guest,
+          hostPath: pluginVolume,
+          readOnly: p.mode === 'ro',
+          quotaBytes: config.pluginDiskBytes,
+          quotaEntries: VOLUME_ENTRIES,
+          ...(quotaState !== undefined ? { quotaState } : {})
+        }
       }
       const volume = config.volumes.get(p.volume)
       if (volume === undefined) throw serviceError('CAPABILITY_DENIED', [`volume '${p.volume}' is no longer declared by the operator`])

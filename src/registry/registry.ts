@@ -15,6 +15,8 @@ import { estimateCompiledBytes } from './module-cache'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
 import { isValidVersion, pluginVersion } from './version'
+import { createQuotaBlock, retireQuotaBlock, VOLUME_ENTRIES } from '../sandbox/wasi/volume'
+import { measureVolumeAsync } from '../sandbox/wasi/volume-usage'
 
 export type { PluginDescriptor } from './descriptor'
 
@@ -42,6 +44,8 @@ export interface RegistryEvents {
   onChange?: (count: number) => void
   /** A plugin was replaced or deleted: state kept about its old version must go. */
   onRetire?: (name: string) => void
+  /** Something went wrong that does not fail the request (logged as a warning). */
+  warn?: (msg: string, err?: unknown) => void
 }
 
 interface StoredRecord { descriptor: PluginDescriptor, manifest: Manifest }
@@ -61,6 +65,8 @@ export class PluginRegistry {
   readonly #events: RegistryEvents
   readonly #plugins = new Map<string, PluginEntry>()
   readonly #locks = new Map<string, Promise<unknown>>()
+  /** The quota block of each `@plugin` volume measured since start (see volumeQuota). */
+  readonly #quotas = new Map<string, Promise<SharedArrayBuffer>>()
   /**
    * Module files are shared by content: publishes hold this lock shared from writing a module
    * until their entry is visible; collecting unreferenced modules holds it alone. Otherwise a
@@ -76,14 +82,18 @@ export class PluginRegistry {
     this.#events = events
   }
 
-  /** Loads every stored plugin; one that no longer validates is logged and skipped. */
+  /**
+   * Loads every stored plugin. One that no longer loads (unreadable descriptor, corrupt module,
+   * no longer valid) is logged and quarantined with its volume (store.quarantine), so that a
+   * new upload of its name starts empty instead of inheriting the old plugin's files.
+   */
   async load (log: (msg: string, err?: unknown) => void): Promise<void> {
     await this.#store.init()
     const described = new Set<string>()
     for (const { name, record, error } of await this.#store.listDescriptors(MAX_DESCRIPTOR_FILE_BYTES)) {
       described.add(name)
-      if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
+        if (error !== undefined) throw error
         const { descriptor, manifest } = record as StoredRecord
         // Stored before descriptors were bounded: kept on disk, but not loaded.
         const tooBig = descriptorSizeProblem(descriptor)
@@ -98,7 +108,13 @@ export class PluginRegistry {
         }
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
       } catch (err) {
-        log(`skipping plugin '${name}' that no longer loads`, err)
+        try {
+          log(`plugin '${name}' no longer loads: moved with its volume to quarantine ${await this.#store.quarantine(name)}`, err)
+          described.delete(name)
+        } catch (failed) {
+          // Left where it is: still described, so its volume is neither swept nor reused.
+          log(`plugin '${name}' no longer loads and could not be quarantined (${String(failed)})`, err)
+        }
       }
     }
     await this.#collect()
@@ -166,6 +182,11 @@ export class PluginRegistry {
       this.#plugins.delete(name)
       this.#events.onChange?.(this.#plugins.size)
       this.#events.onRetire?.(name)
+      // Calls still running may hold the volume: from now on their writes are EROFS, so the
+      // removal below is not racing a writer (and the files of a deleted plugin stop growing).
+      const quota = this.#quotas.get(name)
+      this.#quotas.delete(name)
+      if (quota !== undefined) retireQuotaBlock(await quota)
       await this.#store.removeVolume(name)
       await this.#collect()
     })
@@ -262,6 +283,27 @@ export class PluginRegistry {
   /** The host directory of a plugin's `@plugin` volume. */
   volumePath (name: string): string {
     return this.#store.volumePath(name)
+  }
+
+  /**
+   * The quota block of a plugin's `@plugin` volume, shared by all its calls (in every worker
+   * thread) so that they draw on one account. Measured once per process, on the first call,
+   * by a walk that never blocks the event loop and works at any depth; kept across PUT,
+   * retired by DELETE. A walk that fails makes this one call see the volume as full.
+   */
+  async volumeQuota (name: string): Promise<SharedArrayBuffer> {
+    let quota = this.#quotas.get(name)
+    if (quota === undefined) {
+      quota = measureVolumeAsync(this.volumePath(name)).then(usage => createQuotaBlock(usage, VOLUME_ENTRIES))
+      this.#quotas.set(name, quota)
+    }
+    try {
+      return await quota
+    } catch (err) {
+      if (this.#quotas.get(name) === quota) this.#quotas.delete(name)
+      this.#events.warn?.(`could not measure the volume of '${name}'; this call sees it full`, err)
+      return createQuotaBlock({ bytes: Infinity, entries: 0 }, VOLUME_ENTRIES)
+    }
   }
 }
 

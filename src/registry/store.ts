@@ -5,11 +5,18 @@
 //   DATA_DIR/modules/<sha256>.wasm   the uploaded bytes, as uploaded
 //   DATA_DIR/plugins/<name>.json     the descriptor (+ manifest) of each plugin
 //   DATA_DIR/volumes/<name>/         the plugin's private `@plugin` volume
-//   DATA_DIR/tmp/                    in-progress writes; swept at start
+//   DATA_DIR/tmp/                    in-progress writes and volumes being removed; swept at start
+//   DATA_DIR/quarantine/<name>-<ms>/ a plugin that failed to load at start: its descriptor.json
+//                                    and volume/, kept for the operator, out of any plugin's reach
+//
+// A volume holds what a plugin made, which may be a tree too deep for any path: volumes and
+// everything under tmp/ are removed through directory fds (remove-tree.ts), and a volume that
+// cannot be removed is logged and left in tmp/, never a reason to fail a request or a start.
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { serviceError } from '../errors'
+import { removeHolder, removeTree, setAside } from './remove-tree'
 
 const SHA256 = /^[0-9a-f]{64}$/
 
@@ -18,27 +25,42 @@ function isNoSpace (err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
+/** Where the store reports what it could not clean up (it carries on regardless). */
+export type StoreWarn = (msg: string, err?: unknown) => void
+
 export class PluginStore {
   readonly #dir: string
   readonly #modules: string
   readonly #plugins: string
   readonly #volumes: string
   readonly #tmp: string
+  readonly #quarantine: string
+  readonly #warn: StoreWarn
 
-  constructor (dataDir: string) {
+  constructor (dataDir: string, warn: StoreWarn = () => {}) {
     this.#dir = dataDir
     this.#modules = join(dataDir, 'modules')
     this.#plugins = join(dataDir, 'plugins')
     this.#volumes = join(dataDir, 'volumes')
     this.#tmp = join(dataDir, 'tmp')
+    this.#quarantine = join(dataDir, 'quarantine')
+    this.#warn = warn
   }
 
-  /** Creates the layout and sweeps temp files a crash left behind. */
+  /** Creates the layout and sweeps what a crash or an interrupted removal left in tmp/. */
   async init (): Promise<void> {
     for (const d of [this.#dir, this.#modules, this.#plugins, this.#volumes, this.#tmp]) await mkdir(d, { recursive: true })
     // Emptied rather than removed and made again: on a full disk a new directory may not fit,
-    // and the service must still start (and serve, and delete).
-    for (const entry of await readdir(this.#tmp)) await rm(join(this.#tmp, entry), { recursive: true, force: true })
+    // and the service must still start (and serve, and delete). What cannot be removed is
+    // logged and left: start-up never fails because of what a plugin wrote.
+    for (const entry of await readdir(this.#tmp)) {
+      try {
+        if (entry.startsWith('remove-')) await removeHolder(join(this.#tmp, entry))
+        else await removeTree(this.#tmp, entry, this.#tmp)
+      } catch (err) {
+        this.#warn(`could not remove ${join(this.#tmp, entry)}; left for the next start`, err)
+      }
+    }
   }
 
   /**
@@ -149,22 +171,45 @@ export class PluginStore {
     let removed = 0
     for (const name of await readdir(this.#volumes)) {
       if (described.has(name)) continue
-      await this.removeVolume(name)
-      removed++
+      try {
+        await this.removeVolume(name)
+        removed++
+      } catch (err) {
+        this.#warn(`could not remove the volume of '${name}', which has no plugin`, err)
+      }
     }
     return removed
   }
 
+  /**
+   * Removes a plugin's volume. It is first moved aside into tmp/ (one rename, so a new plugin
+   * of that name never sees any of it), then emptied through directory fds; an error while
+   * emptying is logged and what is left stays in tmp/ for the next start. Throws only when
+   * the volume could not be moved aside.
+   */
   async removeVolume (name: string): Promise<void> {
-    // Renamed aside first so a half-deleted volume is never seen by a new plugin of that name.
-    const aside = join(this.#tmp, `volume-${name}-${randomBytes(6).toString('hex')}`)
+    const holder = await setAside(this.#volumes, name, this.#tmp)
+    if (holder === undefined) return
     try {
-      await rename(this.volumePath(name), aside)
+      await removeHolder(holder)
     } catch (err) {
-      ignoreMissing(err)
-      return
+      this.#warn(`could not finish removing the volume of '${name}'; left in ${holder} for the next start`, err)
     }
-    await rm(aside, { recursive: true, force: true })
+  }
+
+  /**
+   * Moves a plugin that cannot be loaded out of the registry: its descriptor and its volume go
+   * to DATA_DIR/quarantine/<name>-<ms>/ (descriptor.json, volume/), kept for the operator.
+   * A new plugin of that name then starts with nothing of the old one's. Returns the place.
+   */
+  async quarantine (name: string): Promise<string> {
+    const place = join(this.#quarantine, `${name}-${Date.now()}`)
+    await mkdir(place, { recursive: true })
+    await rename(this.volumePath(name), join(place, 'volume')).catch(ignoreMissing)
+    await rename(join(this.#plugins, `${name}.json`), join(place, 'descriptor.json')).catch(ignoreMissing)
+    await fsyncDir(this.#plugins)
+    await fsyncDir(place)
+    return place
   }
 }
 

@@ -3,12 +3,16 @@
 // and the pool turns that back into a catalogue error in one place.
 import type { GuestErrorCode } from '../errors'
 
-/** A preopened directory, resolved to a host path by the main thread. */
+/** A preopened directory, resolved to a host path by the main thread (see wasi Preopen). */
 export interface PreopenSpec {
   guestPath: string
   hostPath: string
   readOnly: boolean
   quotaBytes?: number
+  /** Most entries in the directory; each also costs ENTRY_BYTES of quotaBytes. */
+  quotaEntries?: number
+  /** The volume's quota block, shared by every call of the plugin (not copied: shared memory). */
+  quotaState?: SharedArrayBuffer
 }
 
 export interface WasiSpec {

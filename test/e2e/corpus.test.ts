@@ -37,6 +37,7 @@ const millionFunctions = (): Buffer => {
 }
 
 const fast = { limits: { timeoutMs: 200 } }
+const plugin = { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
 const cases: Case[] = [
   { name: 'loop-entry', module: async () => watFixture('hostile'), manifest: fast, ...fn('loop', 504, 'DEADLINE_EXCEEDED') },
   { name: 'loop-start', module: async () => watFixture('start-loop'), manifest: fast, call: { status: 504, code: 'DEADLINE_EXCEEDED' } },
@@ -74,6 +75,12 @@ const cases: Case[] = [
   { name: 'renamed-txt', module: async () => watFixture('echo'), filename: 'notes.txt', call: { status: 200, code: 'ok' } },
   { name: 'wasi-escapes', needsClang: true, module: () => cFixture('wasi-escape'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: 'escape', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(text).toMatch(/errno=/) } },
   { name: 'fd-exhaustion', needsClang: true, module: () => cFixture('svc-wasi-fds'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).opened).toBeLessThanOrEqual(512) } },
+  // Volume bookkeeping (security issue 16; the same attacks at scale in volumes.test.ts): a tree
+  // deeper than PATH_MAX made through directory fds, unlinked files kept open and refilled,
+  // a directory bomb. Every name costs 4 KiB of the 1 MiB quota.
+  { name: 'disk-deep-tree', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'deep 20 250', status: 200, code: 'ok', body: text => expect(JSON.parse(text)).toEqual({ levels: 20, errno: 0 }) } },
+  { name: 'disk-orphans', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'orphans 8', status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } },
+  { name: 'disk-entries', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'mkdirs 20000', status: 200, code: 'ok', body: text => expect(JSON.parse(text).made).toBeLessThanOrEqual(1024 * 1024 / 4096) } },
   { name: 'disk-quota', needsClang: true, module: () => cFixture('svc-wasi-fill'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } }
 ]
 

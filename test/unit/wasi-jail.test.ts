@@ -8,8 +8,9 @@ import type { Preopen, Wasi, WasiImports } from '../../src/sandbox/wasi'
 import { Fstflags, Lookupflags, Oflags, Rights } from '../../src/sandbox/wasi/constants'
 import { HostFds } from '../../src/sandbox/wasi/host-fds'
 import { Jail, PathDirNode, procFdWorks, visibleLinkText } from '../../src/sandbox/wasi/jail'
-import { measureUsage, Quota } from '../../src/sandbox/wasi/volume'
+import { createQuotaBlock, ENTRY_BYTES, measureUsage, Quota, retireQuotaBlock } from '../../src/sandbox/wasi/volume'
 import { WasiError } from '../../src/sandbox/wasi/errors'
+import { measureVolume } from '../../src/sandbox/wasi/volume-usage'
 
 const ALL = (1n << 30n) - 1n
 const FOLLOW = Lookupflags.SYMLINK_FOLLOW
@@ -344,7 +345,8 @@ describe('quota', () => {
     const other = g.open('c', Oflags.CREAT)
     expect(g.write(other.fd, 'y'.repeat(700))).toBe(0)
     expect(g.write(other.fd, 'y')).toBe(Errno.DQUOT)
-    expect(g.w.path_unlink_file(3, ...g.s('c'))).toBe(0) // frees 700
+    expect(g.w.fd_close(other.fd)).toBe(0)
+    expect(g.w.path_unlink_file(3, ...g.s('c'))).toBe(0) // frees 700 (closed: see 'unlinked but open')
     // A write far past the end counts the hole it would make: the position is still 794.
     expect(g.write(fd, 'z'.repeat(100))).toBe(Errno.DQUOT)
     expect(g.w.fd_seek(fd, 0n, 2, g.alloc(8))).toBe(0)
@@ -364,6 +366,53 @@ describe('quota', () => {
     expect(g.write(fd, 'x'.repeat(495))).toBe(0)
     expect(g.open('a', Oflags.TRUNC).errno).toBe(0)
     expect(g.write(fd, 'x'.repeat(100))).toBe(0)
+  })
+
+  test('unlinked but open: the bytes stay charged until the last fd closes', () => {
+    const g = guest([quota(1000)]) // used: 6
+    const a = g.open('orphan', Oflags.CREAT)
+    const again = g.open('orphan')
+    expect(g.write(a.fd, 'o'.repeat(900))).toBe(0)
+    expect(g.w.path_unlink_file(3, ...g.s('orphan'))).toBe(0)
+    const other = g.open('other', Oflags.CREAT)
+    expect(g.write(other.fd, 'x'.repeat(100))).toBe(Errno.DQUOT) // 906 still on disk
+    expect(g.w.fd_close(a.fd)).toBe(0)
+    expect(g.write(other.fd, 'x'.repeat(100))).toBe(Errno.DQUOT) // one fd still open
+    expect(g.w.fd_close(again.fd)).toBe(0)
+    expect(g.write(other.fd, 'x'.repeat(994))).toBe(0) // the last close freed 900
+  })
+
+  test('entries cost ENTRY_BYTES each and are capped; a failed creation costs nothing', () => {
+    const names = measureVolume(data).entries
+    const g = guest([{ ...rw(), quotaBytes: 100 * ENTRY_BYTES, quotaEntries: names + 2 }])
+    expect(g.w.path_create_directory(3, ...g.s('d1'))).toBe(0)
+    expect(g.w.path_create_directory(3, ...g.s('d1'))).toBe(Errno.EXIST)
+    expect(g.open('f1', Oflags.CREAT).errno).toBe(0)
+    expect(g.w.path_create_directory(3, ...g.s('d2'))).toBe(Errno.DQUOT)
+    expect(g.open('f2', Oflags.CREAT).errno).toBe(Errno.DQUOT)
+    expect(g.open('f1', Oflags.CREAT).errno).toBe(0) // exists: no new name
+    expect(g.w.path_remove_directory(3, ...g.s('d1'))).toBe(0)
+    expect(g.open('f2', Oflags.CREAT).errno).toBe(0)
+    // In bytes: outdir holds `secret`; room for one more entry, not two.
+    const bytes = guest([{ guestPath: '/b', hostPath: join(base, 'outdir'), readOnly: false, quotaBytes: CANARY.length + 2 * ENTRY_BYTES, quotaEntries: 100 }])
+    expect(bytes.open('one', Oflags.CREAT, ALL, 3).errno).toBe(0)
+    expect(bytes.open('two', Oflags.CREAT, ALL, 3).errno).toBe(Errno.DQUOT)
+    expect(bytes.w.path_unlink_file(3, ...bytes.s('one'))).toBe(0)
+  })
+
+  test('two instances sharing a quota block draw on one account', () => {
+    const block = createQuotaBlock({ bytes: 0, entries: 0 })
+    const shared = { ...rw(), quotaBytes: 1000, quotaState: block }
+    const a = guest([shared])
+    const b = guest([shared])
+    expect(a.write(a.open('fa', Oflags.CREAT).fd, 'a'.repeat(600))).toBe(0)
+    expect(b.write(b.open('fb', Oflags.CREAT).fd, 'b'.repeat(600))).toBe(Errno.DQUOT)
+    const fb = b.open('fb').fd
+    expect(b.write(fb, 'b'.repeat(400))).toBe(0)
+    retireQuotaBlock(block) // the volume was deleted while both ran
+    expect(b.write(fb, 'x')).toBe(Errno.ROFS)
+    expect(a.open('fa').errno).toBe(Errno.ROFS)
+    expect(b.w.path_create_directory(3, ...b.s('late'))).toBe(Errno.ROFS)
   })
 
   test('a tree too large to measure counts as full', () => {

@@ -1,7 +1,9 @@
 // A regular file opened by path_open. The guest-visible position is kept here and every
 // host read/write is positional, so APPEND, seek and pread/pwrite never depend on host fd
-// state. Writes check the volume (read-only, quota) before touching the file.
-import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readSync, writeSync } from 'node:fs'
+// state. Writes check the volume (read-only, quota) and reserve their growth before touching
+// the file. A file unlinked while open keeps its bytes on disk, so it keeps them charged
+// until its last fd in the call is closed (OpenFiles).
+import { fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, futimesSync, readdirSync, readSync, writeSync } from 'node:fs'
 import { Advice, Fdflags, Filetype, Rights, Whence } from './constants'
 import { Descriptor } from './descriptor'
 import type { Readiness } from './descriptor'
@@ -16,6 +18,33 @@ import type { Volume } from './volume'
 export function toOffset (value: bigint): number {
   if (value > BigInt(Number.MAX_SAFE_INTEGER)) fail(Errno.FBIG)
   return Number(value)
+}
+
+/**
+ * Whether an fd of this process other than `except` refers to the file `st` (Linux /proc;
+ * false without it). A file whose last name is removed keeps its blocks on disk until its
+ * last fd closes, in whichever call and thread holds it, so its bytes stay charged until
+ * then: otherwise a plugin could unlink and refill the same quota again and again, with all
+ * of it on disk at once. Scanned only when the last name of a non-empty file goes.
+ */
+export function openElsewhere (st: { dev: bigint, ino: bigint }, except = -1): boolean {
+  let fds: string[]
+  try {
+    fds = readdirSync('/proc/self/fd')
+  } catch {
+    return false
+  }
+  for (const name of fds) {
+    const fd = Number(name)
+    if (fd === except) continue
+    try {
+      const other = fstatSync(fd, { bigint: true })
+      if (other.ino === st.ino && other.dev === st.dev) return true
+    } catch {
+      // Closed meanwhile (or the listing's own fd): not this file.
+    }
+  }
+  return false
 }
 
 /** A guest fd for a host regular file. */
@@ -48,15 +77,16 @@ export class FileFd extends Descriptor {
     return total
   }
 
-  // Quota first (nothing is written if the growth does not fit), then the bytes, then the
-  // accounting of what really changed (a short write on a full disk grows the file less).
+  // Quota first (the growth is reserved: nothing is written if it does not fit), then the
+  // bytes, then the settling of what really changed (a short write on a full disk grows the
+  // file less; another call may have grown it meanwhile).
   #writeAt (from: Uint8Array[], position: number): number {
     this.volume.assertWritable()
     let length = 0
     for (const view of from) length += view.byteLength
     if (length === 0) return 0
     const before = this.#size()
-    this.volume.checkGrowth(position + length - before)
+    const reserved = this.volume.reserve(position + length - before)
     let total = 0
     try {
       for (const view of from) {
@@ -68,7 +98,7 @@ export class FileFd extends Descriptor {
     } catch (err) {
       if (total === 0) throw err
     } finally {
-      this.volume.account(this.#size() - before)
+      this.volume.account(this.#size() - before - reserved)
     }
     if ((this.fdflags & Fdflags.SYNC) !== 0) fsyncSync(this.#fd)
     else if ((this.fdflags & Fdflags.DSYNC) !== 0) fdatasyncSync(this.#fd)
@@ -132,11 +162,17 @@ export class FileFd extends Descriptor {
   override setSize (size: bigint): void {
     this.need(Rights.FD_FILESTAT_SET_SIZE)
     this.volume.assertWritable()
-    const next = toOffset(size)
+    this.#resize(toOffset(size))
+  }
+
+  #resize (next: number): void {
     const before = this.#size()
-    this.volume.checkGrowth(next - before)
-    ftruncateSync(this.#fd, next)
-    this.volume.account(next - before)
+    const reserved = this.volume.reserve(next - before)
+    try {
+      ftruncateSync(this.#fd, next)
+    } finally {
+      this.volume.account(this.#size() - before - reserved)
+    }
   }
 
   override setTimes (atim: bigint, mtim: bigint, flags: number): void {
@@ -153,9 +189,7 @@ export class FileFd extends Descriptor {
     const before = this.#size()
     // posix_fallocate semantics: the file grows to cover the range, it never shrinks.
     if (end <= before) return
-    this.volume.checkGrowth(end - before)
-    ftruncateSync(this.#fd, end)
-    this.volume.account(end - before)
+    this.#resize(end)
   }
 
   override advise (_offset: bigint, _len: bigint, advice: number): void {
@@ -181,7 +215,13 @@ export class FileFd extends Descriptor {
     return { nbytes: 0n, hangup: false }
   }
 
+  // The last fd of a file that has no name left frees its bytes (see openElsewhere).
   override close (): void {
-    this.#hostFds.close(this.#fd)
+    try {
+      const st = fstatSync(this.#fd, { bigint: true })
+      if (st.nlink === 0n && st.size > 0n && !openElsewhere(st, this.#fd)) this.volume.account(-Number(st.size))
+    } finally {
+      this.#hostFds.close(this.#fd)
+    }
   }
 }

@@ -21,7 +21,8 @@ import { BoundedSink, TailSink } from './sinks'
 import { fdSyscalls } from './syscalls-fd'
 import { miscSyscalls } from './syscalls-misc'
 import { pathSyscalls } from './syscalls-path'
-import { measureUsage, Quota, Volume } from './volume'
+import { createQuotaBlock, Quota, Volume } from './volume'
+import { measureVolume } from './volume-usage'
 
 export { WasiExit } from './errors'
 export { Errno } from './errno'
@@ -39,6 +40,17 @@ export interface Preopen {
   readOnly: boolean
   /** Byte quota for everything under hostPath (the plugin's private volume); EDQUOT past it. */
   quotaBytes?: number
+  /**
+   * With quotaBytes: the most entries (names) the directory may hold; each then also costs
+   * ENTRY_BYTES of the byte quota. Unset: only file bytes count. Ignored with quotaState.
+   */
+  quotaEntries?: number
+  /**
+   * With quotaBytes: the directory's quota block (volume.ts createQuotaBlock), shared with
+   * every other call using the directory, so that they draw on one account. Unset: the
+   * directory is measured now and the account is this instance's alone.
+   */
+  quotaState?: SharedArrayBuffer
 }
 
 /** What one guest call may see and how much it may write. */
@@ -109,7 +121,7 @@ function openPreopens (options: WasiOptions, hostFds: HostFds, table: FdTable): 
     let quota: Quota | undefined
     if (p.quotaBytes !== undefined) {
       // One account per host directory, however many preopens name it.
-      quota = quotas.get(root) ?? new Quota(p.quotaBytes, measureUsage(root))
+      quota = quotas.get(root) ?? new Quota(p.quotaBytes, p.quotaState ?? createQuotaBlock(measureVolume(root), p.quotaEntries))
       quotas.set(root, quota)
     }
     const volume = new Volume(root, p.readOnly, quota)

@@ -15,7 +15,7 @@ import { DirFd } from './dir-fd'
 import { Errno } from './errno'
 import { fail } from './errors'
 import { MAX_FDS } from './fd-table'
-import { FileFd } from './file-fd'
+import { FileFd, openElsewhere } from './file-fd'
 import { checkGuestPath, stripTrailingSlashes, visibleLinkText } from './jail'
 import type { Located } from './jail'
 import { FILESTAT, writeFilestat } from './layout'
@@ -30,6 +30,7 @@ type PathNames =
 
 const O = constants
 const FILE_MODE = 0o644
+const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 const DIR_MODE = 0o755
 
 /** Runs `fn` on a resolved path and always releases the walk's transient fds. */
@@ -87,7 +88,22 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
     const access = write ? (read ? O.O_RDWR : O.O_WRONLY) : O.O_RDONLY
     const flags = access | O.O_NOFOLLOW | O.O_NONBLOCK | (creat ? O.O_CREAT : 0) |
       ((oflags & Oflags.EXCL) !== 0 ? O.O_EXCL : 0) | (trunc ? O.O_TRUNC : 0)
-    const fd = hostFds.open(loc.hostPath, flags, FILE_MODE)
+    let fd: number
+    if (pre === null) {
+      // A new name: recorded (within the entry cap) before it is made. O_EXCL tells whether
+      // this call made it; a name another call made meanwhile is opened as it is (unless the
+      // guest asked for EXCL) and costs this call nothing.
+      dir.volume.addEntry()
+      try {
+        fd = hostFds.open(loc.hostPath, flags | O.O_EXCL, FILE_MODE)
+      } catch (err) {
+        dir.volume.removeEntry()
+        if (code(err) !== 'EEXIST' || (oflags & Oflags.EXCL) !== 0) throw err
+        fd = hostFds.open(loc.hostPath, flags, FILE_MODE)
+      }
+    } else {
+      fd = hostFds.open(loc.hostPath, flags, FILE_MODE)
+    }
     let st: BigIntStats
     try {
       st = fstatSync(fd, { bigint: true })
@@ -121,7 +137,14 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       dir.volume.assertWritable()
       // `mkdir("a/")` creates `a`: the trailing slash only says "a directory".
       using(jail.resolve(dir.node, stripTrailingSlashes(path).path, false), (loc) => {
-        mkdirSync(loc.hostPath, DIR_MODE)
+        if (lstatOrNull(loc.hostPath) !== null) fail(Errno.EXIST)
+        dir.volume.addEntry()
+        try {
+          mkdirSync(loc.hostPath, DIR_MODE)
+        } catch (err) {
+          dir.volume.removeEntry()
+          throw err
+        }
       })
       return Errno.SUCCESS
     },
@@ -170,9 +193,16 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         using(jail.resolve(dst.node, newPath, false), (to) => {
           // Bytes are per inode: a new name in another volume makes that volume hold them too.
           const cross = src.volume.quota !== dst.volume.quota ? Number(st.size) : 0
-          dst.volume.checkGrowth(cross)
-          linkSync(from.hostPath, to.hostPath)
-          dst.volume.account(cross)
+          dst.volume.addEntry()
+          let reserved = 0
+          try {
+            reserved = dst.volume.reserve(cross)
+            linkSync(from.hostPath, to.hostPath)
+          } catch (err) {
+            dst.volume.account(-reserved)
+            dst.volume.removeEntry()
+            throw err
+          }
         })
       })
       return Errno.SUCCESS
@@ -226,6 +256,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       dir.volume.assertWritable()
       using(jail.resolve(dir.node, stripTrailingSlashes(path).path, false), (loc) => {
         rmdirSync(loc.hostPath)
+        dir.volume.removeEntry()
       })
       return Errno.SUCCESS
     },
@@ -246,18 +277,33 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         using(jail.resolve(dst.node, newPath.path, false), (to) => {
           const replaced = lstatOrNull(to.hostPath)
           if (replaced?.isSymbolicLink() === true) fail(Errno.PERM)
-          // Renaming onto another name of the same file frees nothing.
+          // Renaming onto another name of the same file frees nothing; a replaced file still
+          // open somewhere keeps its bytes charged until its last fd closes (file-fd.ts).
           const same = replaced !== null && replaced.ino === st.ino && replaced.dev === st.dev
-          const freed = !same && replaced?.isFile() === true && replaced.nlink === 1n ? Number(replaced.size) : 0
+          const lastName = !same && replaced?.isFile() === true && replaced.nlink === 1n ? replaced : undefined
+          const freed = lastName !== undefined ? Number(lastName.size) : 0
           const cross = src.volume.quota !== dst.volume.quota
           // A directory tree moving between quotas would need a walk to account for:
           // EXDEV tells the guest to copy instead, as across file systems.
           if (cross && st.isDirectory() && (src.volume.quota !== undefined || dst.volume.quota !== undefined)) fail(Errno.XDEV)
           const moved = cross && st.isFile() ? Number(st.size) : 0
-          dst.volume.checkGrowth(moved - freed)
-          renameSync(from.hostPath, to.hostPath)
-          dst.volume.account(moved - freed)
+          // Names: one leaves the source; the destination gains one unless one is replaced.
+          const newName = cross && replaced === null
+          if (newName) dst.volume.addEntry()
+          let reserved = 0
+          try {
+            reserved = dst.volume.reserve(moved - freed)
+            renameSync(from.hostPath, to.hostPath)
+          } catch (err) {
+            dst.volume.account(-reserved)
+            if (newName) dst.volume.removeEntry()
+            throw err
+          }
+          // Asked after the rename: an fd opened before it is seen, none can be opened after.
+          const kept = lastName !== undefined && freed > 0 && openElsewhere(lastName) ? freed : 0
+          dst.volume.account(moved - freed + kept - reserved)
           src.volume.account(-moved)
+          if (!same && (cross || replaced !== null)) src.volume.removeEntry()
         })
       })
       return Errno.SUCCESS
@@ -280,7 +326,10 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         if (st.isDirectory()) fail(Errno.ISDIR)
         if (trailing) fail(Errno.NOTDIR)
         unlinkSync(loc.hostPath)
-        if (st.isFile() && st.nlink === 1n) dir.volume.account(-Number(st.size))
+        dir.volume.removeEntry()
+        // The last name of a file still open somewhere: its blocks stay on disk, and charged,
+        // until its last fd closes (file-fd.ts). Asked after the unlink, so no fd is missed.
+        if (st.isFile() && st.nlink === 1n && st.size > 0n && !openElsewhere(st)) dir.volume.account(-Number(st.size))
       })
       return Errno.SUCCESS
     }

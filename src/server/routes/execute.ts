@@ -6,7 +6,7 @@ import { isArrayBuffer } from 'node:util/types'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
-import { pickEntry, wasiSpec } from '../../registry/call'
+import { pickEntry, usesPluginVolume, wasiSpec } from '../../registry/call'
 import { isJson } from '../../sandbox/abi-json'
 import { NAME_PATTERN } from '../../registry/manifest'
 import type { PluginRegistry } from '../../registry/registry'
@@ -80,7 +80,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         memory: entry.memory,
         timeoutMs: d.limits.timeoutMs,
         outputBytes: d.limits.outputBytes,
-        wasi: wasiSpec(d, config, registry.volumePath(name)),
+        wasi: wasiSpec(d, config, registry.volumePath(name), usesPluginVolume(d) ? await registry.volumeQuota(name) : undefined),
         // A key per plugin version: a PUT (new bytes, limits or manifest) gets new instances.
         reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined
       })
