@@ -8,8 +8,10 @@ import { describePlugin } from './descriptor'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
-import { compileSchema, nameRegExp, parseManifest } from './manifest'
+import { checkSchemas, nameRegExp, parseManifest } from './manifest'
 import type { Manifest } from './manifest'
+import { schemaRef } from './schema'
+import type { SchemaRef } from '../workers/protocol'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
 
@@ -19,8 +21,9 @@ export type { PluginDescriptor } from './descriptor'
 export interface PluginEntry {
   readonly descriptor: PluginDescriptor
   readonly memory: Inspection['memory']
-  readonly validateInput: ((data: unknown) => string | undefined) | undefined
-  readonly validateOutput: ((data: unknown) => string | undefined) | undefined
+  /** The schemas as the workers compile and cache them (validation runs there, in the deadline). */
+  readonly inputSchema: SchemaRef | undefined
+  readonly outputSchema: SchemaRef | undefined
   /** The compiled (rewritten) module, from the bounded cache. */
   module: () => Promise<WebAssembly.Module>
 }
@@ -38,8 +41,6 @@ export interface RegistryEvents {
 }
 
 interface StoredRecord { descriptor: PluginDescriptor, manifest: Manifest }
-
-const EMPTY_SCHEMA_ERROR = undefined
 
 function nameFromFilename (filename: string | undefined): string | undefined {
   if (filename === undefined || filename === '') return undefined
@@ -78,6 +79,7 @@ export class PluginRegistry {
       if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
         const { descriptor, manifest } = record as StoredRecord
+        await checkSchemas(manifest) // stored before the schema rules: refused now, skipped
         const bytes = await this.#store.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
@@ -109,6 +111,7 @@ export class PluginRegistry {
     if (name === undefined) {
       throw serviceError('INVALID_MANIFEST', [`cannot derive a plugin name from the file name '${upload.filename ?? ''}'; set "name" in the manifest (${nameRegExp.source})`])
     }
+    await checkSchemas(manifest)
     return this.#exclusive(name, async () => {
       if (this.#plugins.has(name)) throw serviceError('PLUGIN_EXISTS', [name, name])
       if (this.#plugins.size >= this.#config.maxPlugins) {
@@ -124,6 +127,7 @@ export class PluginRegistry {
     if (manifest.name !== undefined && manifest.name !== name) {
       throw serviceError('INVALID_MANIFEST', [`manifest name '${manifest.name}' does not match the URL's '${name}'`])
     }
+    await checkSchemas(manifest)
     return this.#exclusive(name, async () => {
       const current = this.#plugins.get(name)
       if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
@@ -191,8 +195,8 @@ export class PluginRegistry {
     return Object.freeze({
       descriptor: Object.freeze(descriptor),
       memory: inspection.memory,
-      validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
-      validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
+      inputSchema: manifest.inputSchema !== undefined ? schemaRef(manifest.inputSchema) : undefined,
+      outputSchema: manifest.outputSchema !== undefined ? schemaRef(manifest.outputSchema) : undefined,
       module: () => this.#cache.get(key, load)
     })
   }
