@@ -17,9 +17,9 @@ const pid = service.child.pid ?? 0
 /** Runs `attack` while timing /healthz; returns the longest and median /healthz times (ms). */
 async function underAttack (attack: () => Promise<string>): Promise<{ maxMs: number, p50Ms: number, samples: number, outcome: string, attackMs: number }> {
   const times: number[] = []
-  let running = true
+  const run = { on: true }
   const pinger = (async () => {
-    while (running) {
+    while (run.on) {
       const t0 = performance.now()
       const res = await request(`${service.url}/healthz`)
       await res.body.dump()
@@ -32,7 +32,7 @@ async function underAttack (attack: () => Promise<string>): Promise<{ maxMs: num
   const outcome = await attack()
   const attackMs = performance.now() - t0
   await new Promise(resolve => setTimeout(resolve, 100))
-  running = false
+  run.on = false
   await pinger
   const sorted = [...times].sort((a, b) => a - b)
   return { maxMs: sorted[sorted.length - 1] ?? NaN, p50Ms: sorted[Math.floor(sorted.length / 2)] ?? NaN, samples: times.length, outcome, attackMs }
