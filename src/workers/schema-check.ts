@@ -37,7 +37,7 @@ export class SchemaChecker {
     this.#timeoutMs = timeoutMs
   }
 
-  /** Throws INVALID_MANIFEST naming the first problem of `schemas` (field name -> schema value). */
+  /** Throws INVALID_MANIFEST naming the first problem of `schemas` (each a field name and its JSON text). */
   async check (schemas: Array<{ field: string, text: string }>): Promise<void> {
     if (schemas.length === 0) return
     const result = await new Promise<SchemaCheckResult>((resolve, reject) => {

@@ -17,8 +17,11 @@ import type { SchemaRef } from './protocol'
 export const MAX_JSON_DEPTH = 256
 /** Most values (members and elements, containers included) a validated document may hold. */
 export const MAX_JSON_VALUES = 1_048_576
-/** Compiled schemas a worker keeps (least recently used dropped first, with its own Ajv). */
-export const MAX_CACHED_VALIDATORS = 32
+/**
+ * Compiled schemas a worker keeps (least recently used dropped first, with its own Ajv). A
+ * 64 KiB schema with 1,000 patterns holds ~3 MB compiled: at most ~50 MB per worker.
+ */
+export const MAX_CACHED_VALIDATORS = 16
 
 type Side = 'input' | 'output'
 

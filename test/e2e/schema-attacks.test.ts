@@ -151,7 +151,7 @@ describe('item 8: one schema scope per plugin', () => {
 })
 
 describe('item 9: schema compilation is not the main thread\'s', () => {
-  test('PUTs of a large schema leave the main thread\'s heap as it was (nothing compiled or kept there)', async () => {
+  test('PUTs of a large schema leave the main thread\'s heap flat: nothing compiled there, nothing kept', async () => {
     server = await startServer(ENV)
     const schema = (variant: number): Record<string, unknown> => {
       const properties: Record<string, unknown> = {}
@@ -163,16 +163,19 @@ describe('item 9: schema compilation is not the main thread\'s', () => {
       const text = (await send('GET', '/metrics')).text
       return Number(/^nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1])
     }
-    const before = await heap()
-    for (let i = 1; i <= 12; i++) expect((await upload({ name: 'big', inputSchema: schema(i) }, 'PUT')).status).toBe(200)
-    const grown = (await heap()) - before
-    // Before: each PUT compiled on the main thread into one shared Ajv that kept every
-    // compiled schema (~1.5 MB each at this size). Now the main thread holds only the JSON.
-    expect(grown).toBeLessThan(8 * 1024 * 1024)
+    const samples = [await heap()]
+    for (let i = 1; i <= 12; i++) {
+      expect((await upload({ name: 'big', inputSchema: schema(i) }, 'PUT')).status).toBe(200)
+      samples.push(await heap())
+    }
+    // Before: each PUT compiled on the main thread (~15 MB of garbage per 30 KB schema, the
+    // heap swung between 16 and 78 MB) into one shared Ajv that kept every compiled schema.
+    // Now the main thread only parses and stores the JSON (measured: 16 to 23 MB).
+    expect(Math.max(...samples) - Math.min(...samples)).toBeLessThan(24 * 1024 * 1024)
     expect((await execute('big', '{"p1":"abc1x"}')).status).toBe(200)
     expect((await execute('big', '{"p1":"abc2x"}')).code).toBe('INVALID_INPUT')
     await expectAlive()
-  })
+  }, 240_000) // 13 compiles of a 30 KB schema at the workers' low priority, on a loaded machine
 })
 
 describe('item 13: schema edge cases are 4xx, never 500', () => {
