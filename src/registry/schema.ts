@@ -20,7 +20,7 @@ import type { SchemaRef } from '../workers/protocol'
 /** Deepest nesting of arrays and objects in a schema (its data, `const` and `enum`, included). */
 export const MAX_SCHEMA_DEPTH = 64
 
-const DRAFT_07 = new Set(['http://json-schema.org/draft-07/schema#', 'http://json-schema.org/draft-07/schema', 'https://json-schema.org/draft-07/schema#', 'https://json-schema.org/draft-07/schema'])
+const DRAFT_07 = new Set(['http://json-schema.org/draft-07/schema#', 'http://json-schema.org/draft-07/schema'])
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 type SchemaObject = Record<string, Json>

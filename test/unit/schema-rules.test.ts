@@ -14,6 +14,7 @@ describe('schema rules', () => {
     ['a recursive schema that descends into the data', { type: 'array', items: { $ref: '#' } }],
     ['a $ref into definitions, with pointer escapes', { definitions: { 'a/b': { type: 'string' } }, properties: { x: { $ref: '#/definitions/a~1b' } } }],
     ['a root $id and draft-07 $schema', { $id: 'https://example.com/s.json', $schema: 'http://json-schema.org/draft-07/schema#', type: 'object' }],
+    ['draft-07 $schema without its "#"', { $schema: 'http://json-schema.org/draft-07/schema', type: 'object' }],
     ['a pattern RE2 runs in linear time', { pattern: '^(a+)+$' }],
     ['"$async" as a property name', { properties: { $async: { type: 'string' } } }]
   ])('accepted: %s', (_label, schema) => {
@@ -32,6 +33,7 @@ describe('schema rules', () => {
     ['a $ref loop through allOf', { definitions: { a: { allOf: [{ $ref: '#/definitions/a' }] } }, properties: { x: { $ref: '#/definitions/a' } } }, /refers back to itself/],
     ['$id below the root', { properties: { a: { $id: 'https://example.com/x' } } }, /\$id" is allowed only at the root/],
     ['an unknown $schema', { $schema: 'https://example.com/s' }, /\$schema/],
+    ['draft-07 over https (not the meta-schema\'s id)', { $schema: 'https://json-schema.org/draft-07/schema#' }, /only draft-07/],
     ['a draft 2020-12 $schema', { $schema: 'https://json-schema.org/draft/2020-12/schema' }, /only draft-07/],
     ['$dynamicRef', { $dynamicRef: '#meta' }, /\$dynamicRef/],
     ['a backreference', { pattern: '(a)\\1' }, /pattern "\(a\)\\\\1" is not supported: RE2/],
