@@ -1,11 +1,10 @@
 // The schema-check thread's entry (see schema-check.ts): answers each request with the first
-// problem of its schemas, or none. Runs at low priority, like the execute workers.
+// problem of its schemas, or none. Unlike the execute workers it keeps the normal priority:
+// its work is an admin's, one check at a time, bounded in CPU time, and a lowered priority on
+// a loaded machine made a 64 KiB schema wait minutes for a core.
 import { parentPort } from 'node:worker_threads'
 import { schemaProblem, schemaShapeProblem } from '../registry/schema'
-import { lowerThreadPriority } from './thread-priority'
 import type { SchemaCheckRequest, SchemaCheckResult } from './schema-check'
-
-lowerThreadPriority()
 
 parentPort?.on('message', (request: SchemaCheckRequest) => {
   let problem: string | undefined

@@ -1,14 +1,20 @@
 // Checks a plugin's schemas off the main thread, at upload and at load. Compiling a schema
 // (RE2 for its patterns, ajv for the validator) costs up to seconds for a 64 KiB one, and what
 // it allocates must not outlive the check: so it runs in a thread of its own, one check at a
-// time, each bounded by SCHEMA_CHECK_TIMEOUT_MS (past it the thread is terminated and the
-// schema refused). The thread ends when idle, so whatever ajv kept goes with it.
+// time. A check is bounded by the CPU time the thread spends on it (SCHEMA_CHECK_CPU_MS, read
+// with worker.cpuUsage()), not by the wall clock: on a loaded machine a legitimate schema may
+// wait long for a core, and must not be refused for it. Past the bound the thread is terminated
+// and the schema refused. The thread ends when idle, so whatever ajv kept goes with it.
 import { resolve } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { serviceError } from '../errors'
 
-/** Longest a schema may take to check and compile (a 64 KiB schema takes 1-2 s on one core). */
-export const SCHEMA_CHECK_TIMEOUT_MS = 20_000
+/** CPU time a check may take (a 64 KiB schema with 1,000 patterns takes 1-2 s). */
+export const SCHEMA_CHECK_CPU_MS = 10_000
+/** A backstop on the wall clock, should the thread stop answering cpuUsage(). */
+const SCHEMA_CHECK_WALL_MS = 300_000
+/** How often the thread's CPU time is read during a check. */
+const CPU_POLL_MS = 250
 /** An idle check thread ends after this long. */
 const IDLE_MS = 2_000
 /** Checks one thread serves before it is replaced (what ajv and RE2 leave behind goes with it). */
@@ -24,7 +30,7 @@ interface Pending { request: SchemaCheckRequest, resolve: (r: SchemaCheckResult)
 /** One check thread at a time, started on demand; requests wait their turn in order. */
 export class SchemaChecker {
   readonly #file: string
-  readonly #timeoutMs: number
+  readonly #cpuMs: number
   readonly #waiting: Pending[] = []
   #thread: Worker | undefined
   #served = 0
@@ -32,9 +38,9 @@ export class SchemaChecker {
   #idle: NodeJS.Timeout | undefined
   #nextId = 1
 
-  constructor (file = SCHEMA_CHECK_FILE, timeoutMs = SCHEMA_CHECK_TIMEOUT_MS) {
+  constructor (file = SCHEMA_CHECK_FILE, cpuMs = SCHEMA_CHECK_CPU_MS) {
     this.#file = file
-    this.#timeoutMs = timeoutMs
+    this.#cpuMs = cpuMs
   }
 
   /** Throws INVALID_MANIFEST naming the first problem of `schemas` (each a field name and its JSON text). */
@@ -57,16 +63,21 @@ export class SchemaChecker {
     }
     clearTimeout(this.#idle)
     this.#busy = true
-    if (this.#thread === undefined || this.#served >= CHECKS_PER_THREAD) {
+    const fresh = this.#thread === undefined || this.#served >= CHECKS_PER_THREAD
+    if (fresh) {
       this.#stop()
       this.#thread = new Worker(this.#file)
       this.#thread.unref()
       this.#served = 0
     }
-    const thread = this.#thread
+    const thread = this.#thread as Worker
     this.#served++
+    let finished = false
     const done = (settle: () => void): void => {
-      clearTimeout(timer)
+      if (finished) return
+      finished = true
+      clearTimeout(wall)
+      clearInterval(poll)
       thread.off('message', onMessage)
       thread.off('error', onError)
       thread.off('exit', onExit)
@@ -77,10 +88,20 @@ export class SchemaChecker {
     const onMessage = (result: SchemaCheckResult): void => { if (result.id === pending.request.id) done(() => pending.resolve(result)) }
     const onError = (err: Error): void => { this.#forget(thread); done(() => pending.reject(err)) }
     const onExit = (): void => { this.#forget(thread); done(() => pending.reject(new Error('the schema-check thread exited'))) }
-    const timer = setTimeout(() => {
+    const tooLong = (what: string): void => {
       this.#stop()
-      done(() => pending.resolve({ id: pending.request.id, ok: false, message: `checking the schema took longer than ${this.#timeoutMs} ms` }))
-    }, this.#timeoutMs)
+      done(() => pending.resolve({ id: pending.request.id, ok: false, message: `checking and compiling the schema took more than ${what}` }))
+    }
+    const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000
+    // A new thread counts from its start (its module loading included); a reused one from now.
+    let baseline: number | undefined = fresh ? 0 : undefined
+    if (!fresh) thread.cpuUsage().then(u => { baseline = cpuMs(u) }, () => {})
+    const poll = setInterval(() => {
+      thread.cpuUsage().then(u => {
+        if (!finished && baseline !== undefined && cpuMs(u) - baseline > this.#cpuMs) tooLong(`${this.#cpuMs} ms of CPU time`)
+      }, () => {}) // not running yet (starting) or already gone
+    }, CPU_POLL_MS)
+    const wall = setTimeout(() => { tooLong(`${SCHEMA_CHECK_WALL_MS} ms`) }, SCHEMA_CHECK_WALL_MS)
     thread.on('message', onMessage)
     thread.on('error', onError)
     thread.on('exit', onExit)
