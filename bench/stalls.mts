@@ -95,6 +95,7 @@ try {
         await res.body.dump()
         durations.push(performance.now() - t0)
         if (res.statusCode !== 200) statuses = `${res.statusCode}`
+        if (i % 25 === 0) console.error(`PUT ${i}: RSS ${rssMiB(pid).toFixed(0)} MiB`)
       }
       return statuses === '' ? '200' : statuses
     })
