@@ -21,6 +21,13 @@ export async function start (config: Config = loadConfig()): Promise<void> {
   }
   process.once('SIGTERM', () => shutdown('SIGTERM'))
   process.once('SIGINT', () => shutdown('SIGINT'))
+  // Node's default for a rejection nobody handles is to end the process: one forgotten promise
+  // (an asynchronous schema validator did this) would then take every plugin down, again after
+  // each restart. It is a bug of ours: logged at error level, never fatal.
+  process.on('unhandledRejection', (reason: unknown) => {
+    if (state.app !== undefined) state.app.log.error({ err: reason }, 'unhandled promise rejection')
+    else process.stderr.write(`wasm-plugin-host: unhandled promise rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`)
+  })
   const app = await buildApp(config)
   state.app = app
   await app.listen({ host: config.host, port: config.port })

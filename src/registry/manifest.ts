@@ -3,6 +3,8 @@
 import Ajv from 'ajv'
 import type { Config } from '../config'
 import { serviceError } from '../errors'
+import { schemaChecker } from '../workers/schema-check'
+import { schemaShapeProblem } from './schema'
 
 export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$'
 export const nameRegExp = new RegExp(NAME_PATTERN)
@@ -102,8 +104,6 @@ export const manifestSchema = {
 
 const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true })
 const validateManifest = ajv.compile<Manifest>(manifestSchema)
-// A separate instance compiles plugin-supplied schemas, so a bad one cannot disturb ours.
-const schemaAjv = new Ajv({ strict: false, allErrors: false, validateSchema: true })
 
 /** Parses and validates manifest JSON text; throws INVALID_MANIFEST naming the problem. */
 export function parseManifest (text: string | undefined): Manifest {
@@ -122,24 +122,29 @@ export function parseManifest (text: string | undefined): Manifest {
       : e?.params !== undefined && 'allowedValues' in e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : ''
     throw serviceError('INVALID_MANIFEST', [`${where} ${e?.message ?? 'is invalid'}${extra}`])
   }
+  // Only the nesting here (bounded, iterative); the rest of the schema check runs off the main
+  // thread (checkSchemas below, registry/schema.ts).
   for (const key of ['inputSchema', 'outputSchema'] as const) {
-    const schema = value[key]
-    if (schema !== undefined && !schemaAjv.validateSchema(schema)) {
-      throw serviceError('INVALID_MANIFEST', [`${key} is not a valid JSON schema: ${schemaAjv.errorsText(schemaAjv.errors)}`])
-    }
+    const problem = schemaShapeProblem(key, value[key])
+    if (problem !== undefined) throw serviceError('INVALID_MANIFEST', [problem])
   }
   return value
 }
 
-/** Compiles a plugin's input/output schema once; the validator lives with the registry entry. */
-export function compileSchema (schema: Record<string, unknown> | boolean): (data: unknown) => string | undefined {
-  let validate
-  try {
-    validate = schemaAjv.compile(schema)
-  } catch (err) {
-    throw serviceError('INVALID_MANIFEST', [`schema does not compile: ${(err as Error).message}`])
+/**
+ * Checks the manifest's inputSchema and outputSchema in the schema-check thread; throws
+ * INVALID_MANIFEST naming the first problem (registry/schema.ts says what is refused).
+ */
+export async function checkSchemas (manifest: Manifest): Promise<void> {
+  const schemas: Array<{ field: string, text: string }> = []
+  for (const field of ['inputSchema', 'outputSchema'] as const) {
+    const schema = manifest[field]
+    if (schema === undefined) continue
+    const problem = schemaShapeProblem(field, schema)
+    if (problem !== undefined) throw serviceError('INVALID_MANIFEST', [problem])
+    schemas.push({ field, text: JSON.stringify(schema) })
   }
-  return (data) => validate(data) ? undefined : schemaAjv.errorsText(validate.errors, { dataVar: 'input' })
+  await schemaChecker.check(schemas)
 }
 
 /** Resolves limits against operator defaults and maxima: above a maximum is refused, never clamped. */

@@ -9,9 +9,11 @@ import { descriptorSizeProblem, MAX_DESCRIPTOR_FILE_BYTES } from './descriptor-b
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
-import { compileSchema, nameRegExp, parseManifest } from './manifest'
+import { checkSchemas, nameRegExp, parseManifest } from './manifest'
 import type { Manifest } from './manifest'
 import { estimateCompiledBytes } from './module-cache'
+import { schemaRef } from './schema'
+import type { SchemaRef } from '../workers/protocol'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
 import { isValidVersion, pluginVersion } from './version'
@@ -26,8 +28,9 @@ export interface PluginEntry {
   /** The manifest it was uploaded with (a PUT without a manifest part keeps it). */
   readonly manifest: Manifest
   readonly memory: Inspection['memory']
-  readonly validateInput: ((data: unknown) => string | undefined) | undefined
-  readonly validateOutput: ((data: unknown) => string | undefined) | undefined
+  /** The schemas as the workers compile and cache them (validation runs there, in the deadline). */
+  readonly inputSchema: SchemaRef | undefined
+  readonly outputSchema: SchemaRef | undefined
   /** The compiled (rewritten) module, from the bounded cache. */
   module: () => Promise<WebAssembly.Module>
 }
@@ -49,8 +52,6 @@ export interface RegistryEvents {
 }
 
 interface StoredRecord { descriptor: PluginDescriptor, manifest: Manifest }
-
-const EMPTY_SCHEMA_ERROR = undefined
 
 function nameFromFilename (filename: string | undefined): string | undefined {
   if (filename === undefined || filename === '') return undefined
@@ -98,6 +99,7 @@ export class PluginRegistry {
         // Stored before descriptors were bounded: kept on disk, but not loaded.
         const tooBig = descriptorSizeProblem(descriptor)
         if (tooBig !== undefined) throw new Error(tooBig)
+        await checkSchemas(manifest) // stored before the schema rules: refused now, skipped
         const bytes = await this.#store.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
         // Stored before versions were checked, a version may not be a valid header value:
@@ -144,6 +146,7 @@ export class PluginRegistry {
     if (name === undefined) {
       throw serviceError('INVALID_MANIFEST', [`cannot derive a plugin name from the file name '${upload.filename ?? ''}'; set "name" in the manifest or ?name= (${nameRegExp.source})`])
     }
+    await checkSchemas(manifest)
     return this.#exclusive(name, async () => {
       if (this.#plugins.has(name)) throw serviceError('PLUGIN_EXISTS', [name, name])
       if (this.#plugins.size >= this.#config.maxPlugins) {
@@ -164,6 +167,7 @@ export class PluginRegistry {
     if (given?.name !== undefined && given.name !== name) {
       throw serviceError('INVALID_MANIFEST', [`manifest name '${given.name}' does not match the URL's '${name}'`])
     }
+    if (given !== undefined) await checkSchemas(given)
     return this.#exclusive(name, async () => {
       const current = this.#plugins.get(name)
       if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
@@ -242,8 +246,8 @@ export class PluginRegistry {
       descriptor: Object.freeze(descriptor),
       manifest,
       memory: inspection.memory,
-      validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
-      validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
+      inputSchema: manifest.inputSchema !== undefined ? schemaRef(manifest.inputSchema) : undefined,
+      outputSchema: manifest.outputSchema !== undefined ? schemaRef(manifest.outputSchema) : undefined,
       module: () => this.#cache.get(key, cost, load)
     })
   }

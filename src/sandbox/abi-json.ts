@@ -103,12 +103,31 @@ export function callEntry (exports: Exports, memory: WebAssembly.Memory, entry: 
  * par on one 64 KiB string. test/unit/perf-json.test.ts checks that the two agree.
  */
 export function isJson (bytes: Uint8Array): boolean {
+  return jsonShape(bytes, Infinity, Infinity) === 'ok'
+}
+
+/** What a scan found: JSON within the limits, not JSON, nested too deep, or too many values. */
+export type JsonShape = 'ok' | 'invalid' | 'deep' | 'many'
+
+/**
+ * isJson with limits, checked on the bytes before anything is parsed (schema validation in the
+ * worker, workers/validators.ts): at most `maxDepth` nested arrays and objects (empty ones
+ * count) and `maxValues` values in all (every member and element, containers included).
+ */
+export function jsonShape (bytes: Uint8Array, maxDepth: number, maxValues: number): JsonShape {
   try {
-    return isUtf8(bytes) && scanJson(bytes)
+    if (!isUtf8(bytes)) return 'invalid'
+    const found = scanJson(bytes, maxDepth, maxValues)
+    return found === SCAN_OK ? 'ok' : found === SCAN_DEEP ? 'deep' : found === SCAN_MANY ? 'many' : 'invalid'
   } finally {
     wordsFor = undefined // never keep a reference to guest memory or an input
   }
 }
+
+const SCAN_OK = 0
+const SCAN_INVALID = 1
+const SCAN_DEEP = 2
+const SCAN_MANY = 3
 
 // Byte values of the JSON grammar.
 const QUOTE = 0x22
@@ -275,16 +294,19 @@ function scanKey (b: Uint8Array, i: number): number {
 }
 
 /** JSON structure over bytes already known to be UTF-8 (bytes >= 0x80 only occur in strings). */
-function scanJson (b: Uint8Array): boolean {
+function scanJson (b: Uint8Array, maxDepth: number, maxValues: number): number {
   const n = b.length
   let i = n >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0
   let depth = 0
+  let values = 0
   for (;;) {
     // A value starts at i.
     i = skipSpace(b, i)
-    if (i >= n) return false
+    if (i >= n) return SCAN_INVALID
+    if (++values > maxValues) return SCAN_MANY
     const c = b[i] as number
     if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      if (depth >= maxDepth) return SCAN_DEEP
       i = skipSpace(b, i + 1)
       if (b[i] === (c === OPEN_OBJECT ? CLOSE_OBJECT : CLOSE_ARRAY)) {
         i++
@@ -297,7 +319,7 @@ function scanJson (b: Uint8Array): boolean {
         stack[depth++] = c === OPEN_OBJECT ? IN_OBJECT : IN_ARRAY
         if (c === OPEN_OBJECT) {
           i = scanKey(b, i)
-          if (i < 0) return false
+          if (i < 0) return SCAN_INVALID
         }
         continue
       }
@@ -312,20 +334,20 @@ function scanJson (b: Uint8Array): boolean {
     } else if (c === 0x6e) {
       i = literal(b, i, NULL)
     } else {
-      return false
+      return SCAN_INVALID
     }
-    if (i < 0) return false
+    if (i < 0) return SCAN_INVALID
     // After a value: close containers, or a comma and the next value (and key).
     for (;;) {
       i = skipSpace(b, i)
-      if (depth === 0) return i === n
+      if (depth === 0) return i === n ? SCAN_OK : SCAN_INVALID
       const d = b[i]
       const inside = stack[depth - 1]
       if (d === COMMA) {
         i++
         if (inside === IN_OBJECT) {
           i = scanKey(b, skipSpace(b, i))
-          if (i < 0) return false
+          if (i < 0) return SCAN_INVALID
         }
         break
       }
@@ -334,7 +356,7 @@ function scanJson (b: Uint8Array): boolean {
         i++
         continue
       }
-      return false
+      return SCAN_INVALID
     }
   }
 }

@@ -21,6 +21,15 @@ export interface WasiSpec {
   preopens: PreopenSpec[]
 }
 
+/**
+ * A plugin's inputSchema or outputSchema as a worker compiles it (workers/validators.ts): the
+ * JSON text, and its sha256, under which each worker caches the compiled validator.
+ */
+export interface SchemaRef {
+  key: string
+  text: string
+}
+
 /** One call of a plugin. `module` is a compiled WebAssembly.Module, shared, not recompiled. */
 export interface ExecuteTask {
   module: WebAssembly.Module
@@ -45,6 +54,10 @@ export interface ExecuteTask {
    * a fresh instance per call.
    */
   reuse?: string | undefined
+  /** Validated in the worker, within the deadline: the body before the call (INVALID_INPUT). */
+  inputSchema?: SchemaRef | undefined
+  /** Validated in the worker, within the deadline: the output after the call (PLUGIN_INVALID_OUTPUT). */
+  outputSchema?: SchemaRef | undefined
   /** See CONTROL_* below: the call's state, its thread and its start, shared with the pool. */
   control: SharedArrayBuffer
 }
