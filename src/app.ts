@@ -91,7 +91,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
 
   // The gauges read the pool lazily: it is created below, after the registry has loaded.
-  const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads }))
+  const metrics = createMetrics(() => ({ queueSize: () => pool.queueSize, threads: () => pool.threads, keptBytes: () => pool.keptBytes }))
   const store = new PluginStore(config.dataDir)
   const cache = new ModuleCache(config.moduleCacheSize, { onCompile: metrics.compiled })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).

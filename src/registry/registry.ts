@@ -4,7 +4,7 @@
 import { basename } from 'node:path'
 import type { Config } from '../config'
 import { isServiceError, serviceError } from '../errors'
-import { describePlugin } from './descriptor'
+import { describePlugin, describeReset } from './descriptor'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
 import type { Inspection } from './inspect'
@@ -19,6 +19,8 @@ export type { PluginDescriptor } from './descriptor'
 export interface PluginEntry {
   readonly descriptor: PluginDescriptor
   readonly memory: Inspection['memory']
+  /** How calls get the state of a new instance: a kept instance reset in place, or a new one. */
+  readonly reset: Inspection['reset']
   readonly validateInput: ((data: unknown) => string | undefined) | undefined
   readonly validateOutput: ((data: unknown) => string | undefined) | undefined
   /** The compiled (rewritten) module, from the bounded cache. */
@@ -189,8 +191,10 @@ export class PluginRegistry {
     const load = async (): Promise<Uint8Array> =>
       inspectModule(await this.#store.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
     return Object.freeze({
-      descriptor: Object.freeze(descriptor),
+      // The reset plan is derived from the module, so descriptors stored before it existed get it too.
+      descriptor: Object.freeze({ ...descriptor, reset: describeReset(inspection.reset) }),
       memory: inspection.memory,
+      reset: inspection.reset,
       validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
       validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
       module: () => this.#cache.get(key, load)

@@ -8,13 +8,15 @@ import { Cursor, decodeUtf8, hex, WasmBinaryError } from './leb128'
 
 export { WasmBinaryError } from './leb128'
 export type { WasmBinaryErrorReason } from './leb128'
-export { rewriteModule } from './binary-rewrite'
+export { rewriteModule, STATE_EXPORT_PREFIX, stateExportName } from './binary-rewrite'
 export type { RewriteOptions, RewriteResult } from './binary-rewrite'
 
 /** A value type of the MVP plus SIMD and reference types; GC and typed references are refused. */
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref'
 
 export interface FuncType { params: ValType[], results: ValType[] }
+
+export interface GlobalType { type: ValType, mutable: boolean }
 
 /** Limits of a table or memory, in elements or 64 KiB pages. */
 export interface ResizableLimits { min: number, max?: number, shared?: boolean, index64?: boolean }
@@ -47,6 +49,8 @@ export interface ModuleInfo {
   memories: ResizableLimits[]
   /** Defined tables only (the table section); imported ones are in `imports`. */
   tables: ResizableLimits[]
+  /** Defined globals only (the global section), in order; imported ones are in `imports`. */
+  globals: GlobalType[]
   counts: {
     types: number
     /** Defined functions (function section); imported functions count in `imports`. */
@@ -63,6 +67,10 @@ export interface ModuleInfo {
     elementSegments: number
     customSections: number
   }
+  /** Passive data segments: `data.drop` can change them after instantiation. */
+  passiveDataSegments: number
+  /** Passive element segments: `elem.drop` can change them after instantiation. */
+  passiveElementSegments: number
   /** Sum of the data segments' payload sizes. */
   dataBytes: number
   /** Size of the code section's payload. */
@@ -145,7 +153,10 @@ class ModuleReader {
     exports: [],
     memories: [],
     tables: [],
+    globals: [],
     counts: { types: 0, functions: 0, imports: 0, exports: 0, globals: 0, tables: 0, memories: 0, dataSegments: 0, elementSegments: 0, customSections: 0 },
+    passiveDataSegments: 0,
+    passiveElementSegments: 0,
     dataBytes: 0,
     codeBytes: 0,
     customSections: []
@@ -343,7 +354,7 @@ class ModuleReader {
     const n = c.count('globals', 3)
     checkLimit(n, this.#limits.maxGlobals, 'globals')
     for (let i = 0; i < n; i++) {
-      globalType(c)
+      this.#info.globals.push(globalType(c))
       skipConstExpr(c)
     }
     this.#info.counts.globals = n
@@ -379,12 +390,32 @@ class ModuleReader {
   }
 
   #elementSection (c: Cursor): void {
-    // Segments are counted, not read: nothing the host decides depends on their contents, and
-    // V8 validates them when it compiles.
+    // Segments are read only for their mode (passive ones matter to instance reset); indices
+    // are not checked: V8 validates them when it compiles.
     const n = c.count('element segments', 1)
     checkLimit(n, this.#limits.maxElementSegments, 'element segments')
     this.#info.counts.elementSegments = n
-    c.pos = c.end
+    for (let i = 0; i < n; i++) {
+      const at = c.pos
+      const flags = c.u32()
+      if (flags > 7) c.fail(`invalid element segment flags ${flags}`, 'malformed', at)
+      if ((flags & 3) === 1) this.#info.passiveElementSegments++
+      if ((flags & 1) === 0) { // active
+        if ((flags & 2) !== 0) c.u32() // table index
+        skipConstExpr(c)
+      }
+      const expressions = (flags & 4) !== 0
+      // Flags 0 and 4 imply funcref; the others name an element kind (0x00) or a reference type.
+      if ((flags & 3) !== 0) {
+        if (expressions) refType(c)
+        else if (c.u8() !== 0x00) c.fail('invalid element kind', 'malformed', c.pos - 1)
+      }
+      const count = c.count('element indices', 1)
+      for (let k = 0; k < count; k++) {
+        if (expressions) skipConstExpr(c)
+        else c.u32()
+      }
+    }
   }
 
   #codeSection (c: Cursor): void {
@@ -402,7 +433,8 @@ class ModuleReader {
       const flags = c.u32()
       if (flags === 2) c.u32()
       if (flags === 0 || flags === 2) skipConstExpr(c)
-      else if (flags !== 1) c.fail(`invalid data segment flags ${flags}`, 'malformed', at)
+      else if (flags === 1) this.#info.passiveDataSegments++
+      else c.fail(`invalid data segment flags ${flags}`, 'malformed', at)
       const length = c.u32()
       c.skip(length)
       total += length
@@ -454,11 +486,12 @@ function refuseType (c: Cursor, b: number, at: number): never {
   return c.fail(`invalid value type ${hex(b)}`, 'malformed', at)
 }
 
-function globalType (c: Cursor): void {
-  valType(c)
+function globalType (c: Cursor): GlobalType {
+  const type = valType(c)
   const at = c.pos
   const mutability = c.u8()
   if (mutability > 1) c.fail(`invalid global mutability ${hex(mutability)}`, 'malformed', at)
+  return { type, mutable: mutability === 1 }
 }
 
 /**

@@ -18,9 +18,11 @@ export interface Metrics {
   compiled: (seconds: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
+  /** A call ran on a new instance because its module cannot be reset in place (sandbox/reset-plan.ts). */
+  instanceFallback: (reason: string) => void
 }
 
-export interface PoolGauges { queueSize: () => number, threads: () => number }
+export interface PoolGauges { queueSize: () => number, threads: () => number, keptBytes: () => number }
 
 export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
   const registry = new Registry()
@@ -57,7 +59,19 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     registers: [registry],
     collect () { this.set(pool()?.threads() ?? 0) }
   })
+  new Gauge({
+    name: 'worker_kept_bytes',
+    help: 'Bytes the worker threads keep between calls (recycled memories and kept instances), as each last reported; bounded per thread.',
+    registers: [registry],
+    collect () { this.set(pool()?.keptBytes() ?? 0) }
+  })
   /* eslint-enable no-new */
+  const fallbacks = new Counter({
+    name: 'plugin_instance_fallbacks_total',
+    help: 'Calls that ran on a new instance because the module cannot be reset in place, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [registry]
+  })
   const terminations = new Counter({
     name: 'worker_terminations_total',
     help: 'Worker threads terminated on purpose, by reason.',
@@ -89,6 +103,7 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     terminated: (reason) => terminations.inc({ reason }),
     compiled: (seconds) => compile.observe(seconds),
     pluginsLoaded: (count) => loaded.set(count),
+    instanceFallback: (reason) => fallbacks.inc({ reason }),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })

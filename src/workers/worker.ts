@@ -10,15 +10,25 @@ import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { GuestError } from '../sandbox/guest-error'
 import { MemoryPool } from '../sandbox/memory-pool'
 import { ReusedInstances, runSandboxed } from '../sandbox/instance'
-import type { SandboxCall } from '../sandbox/instance'
+import type { SandboxCall, SandboxOutput } from '../sandbox/instance'
+import { ResetInstances } from '../sandbox/reset-instances'
 import { lowerThreadPriority } from './thread-priority'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, markStarted, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
 
 lowerThreadPriority()
 
+// One byte budget for everything this thread keeps between calls: free memories, reset
+// instances and reused instances (sandbox/memory-pool.ts).
 const memories = new MemoryPool()
 const reused = new ReusedInstances(memories)
+const resets = new ResetInstances(memories)
+
+function runCall (task: ExecuteTask, call: SandboxCall): SandboxOutput {
+  if (task.reuse !== undefined) return reused.run(task.reuse, call)
+  if (task.reset !== undefined) return resets.run(task.reset, call)
+  return runSandboxed(call, memories)
+}
 const utf8 = new TextDecoder()
 
 /** What piscina gets back: the result, or the result wrapped so its output buffer is moved. */
@@ -79,8 +89,8 @@ function run (task: ExecuteTask): WorkerReply {
       deadline: Date.now() + task.timeoutMs, // WASI clamps sleeps against Date.now()
       wasi: task.wasi
     }
-    const { output, stderr } = task.reuse !== undefined ? reused.run(task.reuse, call) : runSandboxed(call, memories)
-    const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0 }
+    const { output, stderr } = runCall(task, call)
+    const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (stderr !== undefined && stderr.length > 0) result.stderr = utf8.decode(stderr)
     // Outputs are copies out of guest memory or of the stdout sink, so they own their buffer.
     const buffer = output.buffer
@@ -90,7 +100,7 @@ function run (task: ExecuteTask): WorkerReply {
     return result
   } catch (err) {
     const e = err instanceof GuestError ? err : new GuestError('INTERNAL', String(err))
-    const failure: ExecuteResult = { ok: false, code: e.code, message: e.message, durationMs: performance.now() - t0 }
+    const failure: ExecuteResult = { ok: false, code: e.code, message: e.message, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (e.details !== undefined) failure.details = e.details
     return failure
   } finally {

@@ -9,7 +9,7 @@ import { isServiceError, serviceError } from '../../errors'
 import { pickEntry, wasiSpec } from '../../registry/call'
 import { isJson } from '../../sandbox/abi-json'
 import { NAME_PATTERN } from '../../registry/manifest'
-import type { PluginRegistry } from '../../registry/registry'
+import type { PluginDescriptor, PluginRegistry } from '../../registry/registry'
 import type { WorkerPool } from '../../workers/pool'
 import type { Metrics } from '../metrics'
 
@@ -44,6 +44,11 @@ function ownedBytes (body: unknown): Uint8Array {
   return new Uint8Array(body)
 }
 
+/** Names one version of a plugin: the key a worker keeps an instance under. */
+function instanceKey (d: PluginDescriptor): string {
+  return `${d.name}\0${d.sha256}\0${d.updatedAt}`
+}
+
 export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (app: FastifyInstance, { config, registry, pool, metrics }) => {
   // Encapsulated: only this route sees bodies as raw bytes, of any content type.
   app.removeAllContentTypeParsers()
@@ -71,6 +76,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         const problem = entry.validateInput(parsed.value)
         if (problem !== undefined) throw serviceError('INVALID_INPUT', [problem])
       }
+      if (d.instance !== 'reuse' && entry.reset.mode === 'new-instance') metrics.instanceFallback(entry.reset.reason)
       const result = await pool.execute({
         plugin: name,
         module: await entry.module(),
@@ -82,7 +88,8 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         outputBytes: d.limits.outputBytes,
         wasi: wasiSpec(d, config, registry.volumePath(name)),
         // A key per plugin version: a PUT (new bytes, limits or manifest) gets new instances.
-        reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined
+        reuse: d.instance === 'reuse' ? instanceKey(d) : undefined,
+        reset: d.instance !== 'reuse' && entry.reset.mode === 'reset' ? instanceKey(d) : undefined
       })
       if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-2048) }, 'plugin stderr')
       let contentType = 'application/json'

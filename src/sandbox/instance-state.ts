@@ -1,0 +1,123 @@
+// The state of an instance right after instantiation, and putting it back. Taken once, when a
+// worker instantiates a plugin it will keep: the whole memory (so data segments, a start
+// function's writes and global-initialized offsets are all in it at once), every mutable global
+// and every table, read through the exports the rewriter adds under reserved names
+// (binary-rewrite.ts). Restoring it makes the instance indistinguishable from a new one, for
+// modules reset-plan.ts accepts; a call that grew the memory or a table leaves an instance that
+// cannot be restored (neither can shrink), and the caller drops it.
+import { STATE_EXPORT_PREFIX } from './binary-rewrite'
+import { WASM_PAGE } from './limits'
+
+interface GlobalState { global: WebAssembly.Global, value: unknown }
+interface TableState { table: WebAssembly.Table, values: unknown[] }
+/** Bytes of memory that are not zero right after instantiation, as they were then. */
+interface Run { offset: number, bytes: Uint8Array }
+
+export interface InstanceSnapshot {
+  /** Memory size right after instantiation, in bytes. */
+  readonly memoryBytes: number
+  readonly runs: readonly Run[]
+  readonly globals: readonly GlobalState[]
+  readonly tables: readonly TableState[]
+  /** Bytes this snapshot keeps (the memory image), for the worker's byte budget. */
+  readonly imageBytes: number
+}
+
+/**
+ * Snapshots `instance` (call it right after instantiation, before any export runs). Returns
+ * undefined when the state cannot be restored exactly from JavaScript: a float global whose
+ * initial value is a NaN (JavaScript does not keep a NaN's payload bits).
+ */
+export function snapshotInstance (instance: WebAssembly.Instance, memory: WebAssembly.Memory | undefined): InstanceSnapshot | undefined {
+  const globals: GlobalState[] = []
+  const tables: TableState[] = []
+  for (const [name, value] of Object.entries(instance.exports)) {
+    if (!name.startsWith(STATE_EXPORT_PREFIX)) continue
+    if (value instanceof WebAssembly.Global) {
+      const v: unknown = value.value
+      if (typeof v === 'number' && Number.isNaN(v)) return undefined
+      globals.push({ global: value, value: v })
+    } else if (value instanceof WebAssembly.Table) {
+      const values: unknown[] = []
+      for (let i = 0; i < value.length; i++) values.push(value.get(i))
+      tables.push({ table: value, values })
+    }
+  }
+  const runs = memory === undefined ? [] : nonZeroRuns(new Uint8Array(memory.buffer))
+  return {
+    memoryBytes: memory?.buffer.byteLength ?? 0,
+    runs,
+    globals,
+    tables,
+    imageBytes: runs.reduce((n, r) => n + r.bytes.length, 0)
+  }
+}
+
+/**
+ * Puts memory, globals and tables back as they were in `snapshot`. Returns false, having
+ * restored nothing, when the memory or a table grew: the instance must then be dropped.
+ */
+export function restoreInstance (snapshot: InstanceSnapshot, memory: WebAssembly.Memory | undefined): boolean {
+  if ((memory?.buffer.byteLength ?? 0) !== snapshot.memoryBytes) return false
+  for (const t of snapshot.tables) if (t.table.length !== t.values.length) return false
+  if (memory !== undefined) {
+    const bytes = new Uint8Array(memory.buffer)
+    zeroMemory(bytes)
+    for (const r of snapshot.runs) bytes.set(r.bytes, r.offset)
+  }
+  for (const g of snapshot.globals) {
+    if (g.global.value !== g.value) g.global.value = g.value
+  }
+  for (const t of snapshot.tables) {
+    const { table, values } = t
+    for (let i = 0; i < values.length; i++) {
+      if (table.get(i) !== values[i]) table.set(i, values[i])
+    }
+  }
+  return true
+}
+
+/**
+ * Zeroes a memory, writing only the 64 KiB pages that are not zero already: a page the guest
+ * never touched stays uncommitted (reading it maps the kernel's shared zero page; writing even a
+ * zero would give it a page of RSS of its own), so a big memory that was barely used costs RSS
+ * for what was used, not for its size.
+ */
+export function zeroMemory (bytes: Uint8Array): void {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let at = 0; at < bytes.length; at += WASM_PAGE) {
+    const end = Math.min(at + WASM_PAGE, bytes.length)
+    if (!isZero(buffer, at, end)) bytes.fill(0, at, end)
+  }
+}
+
+const ZERO_PAGE = Buffer.alloc(WASM_PAGE)
+
+function isZero (buffer: Buffer, start: number, end: number): boolean {
+  // Buffer.compare is a memcmp: several GB/s, against a JS loop's few hundred MB/s.
+  return buffer.compare(ZERO_PAGE, 0, end - start, start, end) === 0
+}
+
+/** Non-zero stretches of `bytes`, copied; stretches closer than GAP bytes are merged. */
+function nonZeroRuns (bytes: Uint8Array): Run[] {
+  const GAP = 64
+  const runs: Run[] = []
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  let start = -1
+  let lastNonZero = -1
+  for (let page = 0; page < bytes.length; page += WASM_PAGE) {
+    const end = Math.min(page + WASM_PAGE, bytes.length)
+    if (isZero(buffer, page, end)) continue
+    for (let i = page; i < end; i++) {
+      if (bytes[i] === 0) continue
+      if (start >= 0 && i - lastNonZero > GAP) {
+        runs.push({ offset: start, bytes: bytes.slice(start, lastNonZero + 1) })
+        start = -1
+      }
+      if (start < 0) start = i
+      lastNonZero = i
+    }
+  }
+  if (start >= 0) runs.push({ offset: start, bytes: bytes.slice(start, lastNonZero + 1) })
+  return runs
+}
