@@ -101,7 +101,9 @@ export class ResetInstances {
       throw err
     }
     this.#stats.created++
-    const snapshot = snapshotInstance(instance, memory)
+    // A memory over the byte budget can never be kept: no snapshot (reading every page of a big
+    // memory costs a page fault each the first time), the instance serves this call and goes.
+    const snapshot = (memory?.buffer.byteLength ?? 0) > this.#pool.maxBytes ? undefined : snapshotInstance(instance, memory)
     return { instance, memory, shape, snapshot, wasi: late, bytes: (memory?.buffer.byteLength ?? 0) + (snapshot?.imageBytes ?? 0) }
   }
 
