@@ -208,8 +208,11 @@ function stateExports (info: ModuleInfo): StateExport[] {
     const index = importedGlobals + i
     if (g.mutable) out.push({ name: encoder.encode(stateExportName('global', index)), kind: 0x03, index })
   })
-  // Table imports are refused (checkTables), so defined tables start at index 0.
-  info.tables.forEach((_, index) => out.push({ name: encoder.encode(stateExportName('table', index)), kind: 0x01, index }))
+  // Table imports are refused (checkTables), so defined tables start at index 0. Tables that no
+  // instruction can write (code-scan.ts) keep their initial contents: nothing to restore.
+  if (info.code?.tableWrites !== false) {
+    info.tables.forEach((_, index) => out.push({ name: encoder.encode(stateExportName('table', index)), kind: 0x01, index }))
+  }
   return out
 }
 

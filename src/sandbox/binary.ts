@@ -1,9 +1,12 @@
 // The section parser: reads an uploaded module before anything compiles it, and refuses
 // what is malformed, unsupported or over the operator's limits with a message that names the
-// problem. It reads every section header and entry but never a function body: V8 validates
-// code when it compiles, and the parser only has to make that compilation cheap and bounded.
+// problem. It reads every section header and entry; function bodies only to learn what they can
+// do to tables and segments (code-scan.ts): V8 validates code when it compiles, and the parser
+// only has to make that compilation cheap and bounded.
 // Security boundary: the input is untrusted bytes, so every count is checked against the
 // limit and the bytes left before anything loops or allocates on it.
+import { scanCode } from './code-scan'
+import type { CodeFacts } from './code-scan'
 import { Cursor, decodeUtf8, hex, WasmBinaryError } from './leb128'
 
 export { WasmBinaryError } from './leb128'
@@ -75,6 +78,8 @@ export interface ModuleInfo {
   dataBytes: number
   /** Size of the code section's payload. */
   codeBytes: number
+  /** What the code can do to tables and segments (code-scan.ts); undefined when the scan could not tell. */
+  code: CodeFacts | undefined
   startFunction?: number
   /** Trimmed text of a custom section named `version`, when it is UTF-8 of at most 64 bytes. */
   version?: string
@@ -159,6 +164,7 @@ class ModuleReader {
     passiveElementSegments: 0,
     dataBytes: 0,
     codeBytes: 0,
+    code: { tableWrites: false, dataDrop: false, elemDrop: false },
     customSections: []
   }
 
@@ -420,6 +426,7 @@ class ModuleReader {
 
   #codeSection (c: Cursor): void {
     this.#info.codeBytes = c.remaining
+    this.#info.code = scanCode(c.bytes, c.pos, c.end)
     this.#codeCount = c.count('function bodies', 2)
     c.pos = c.end
   }

@@ -21,8 +21,8 @@ export type ResetFallback =
 export type ResetPlan = { mode: 'reset' } | { mode: 'new-instance', reason: ResetFallback, detail: string }
 
 const DETAIL: Record<ResetFallback, string> = {
-  passive_data_segments: 'the module has passive data segments: data.drop changes the instance in a way that cannot be undone',
-  passive_element_segments: 'the module has passive element segments: elem.drop changes the instance in a way that cannot be undone',
+  passive_data_segments: 'the module has passive data segments and data.drop, which changes the instance in a way that cannot be undone',
+  passive_element_segments: 'the module has passive element segments and elem.drop, which changes the instance in a way that cannot be undone',
   start_function_imports: 'the module has a start function and imports functions: what the start function gets from the host is per call',
   v128_global: 'the module has a mutable v128 global, which JavaScript can neither read nor write',
   imported_global: 'the module imports a global, which the instance does not own',
@@ -39,8 +39,10 @@ function fallbackOf (info: ModuleInfo): ResetFallback | undefined {
   // Refused at upload anyway (capabilities, rewriter); checked here so the plan never relies on it.
   if (info.imports.some(i => i.kind === 'global')) return 'imported_global'
   if (info.imports.some(i => i.kind === 'table')) return 'imported_table'
-  if (info.passiveDataSegments > 0) return 'passive_data_segments'
-  if (info.passiveElementSegments > 0) return 'passive_element_segments'
+  // A passive segment changes only through data.drop/elem.drop; when the code scan could not
+  // tell whether those occur, assume they do.
+  if (info.passiveDataSegments > 0 && info.code?.dataDrop !== false) return 'passive_data_segments'
+  if (info.passiveElementSegments > 0 && info.code?.elemDrop !== false) return 'passive_element_segments'
   // The start function runs once, at instantiation: its effects on memory, globals and tables
   // are in the snapshot, but anything it asked the host (clock, random, stdout) would be asked
   // once instead of once per call. Without function imports it is a pure function of the module.

@@ -71,6 +71,31 @@ describe('reset plan', () => {
     expect(p.mode === 'new-instance' && p.detail.length > 20).toBe(true)
   })
 
+  test('passive segments without data.drop/elem.drop (memory.init, table.init only) do not prevent a reset', async () => {
+    expect(await plan('(module (memory 1) (data "x") (table 1 funcref) (func $f) (elem func $f) (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 1)) (table.init 0 (i32.const 0) (i32.const 0) (i32.const 1))))')).toEqual({ mode: 'reset' })
+  })
+
+  test.each([
+    ['nothing', '(func (drop (table.get 0 (i32.const 0))) (drop (table.size 0)) (call_indirect (i32.const 0)))', { tableWrites: false, dataDrop: false, elemDrop: false }],
+    ['table.set', '(func (table.set 0 (i32.const 0) (ref.null func)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.grow', '(func (drop (table.grow 0 (ref.null func) (i32.const 1))))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.fill', '(func (table.fill 0 (i32.const 0) (ref.null func) (i32.const 1)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.copy', '(func (table.copy (i32.const 0) (i32.const 0) (i32.const 1)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['data.drop', '(data "x") (func (data.drop 0))', { tableWrites: false, dataDrop: true, elemDrop: false }],
+    ['elem.drop', '(elem func 0) (func (elem.drop 0))', { tableWrites: false, dataDrop: false, elemDrop: true }],
+    ['SIMD, immediates that look like opcodes', '(func (drop (v128.const i32x4 0x26262626 0xfc0dfc09 0x26 0x26)) (drop (i32.const 0x26)) (drop (i64.const 0xfc0d)) (drop (f64.const 1.5)) (drop (i8x16.extract_lane_u 3 (v128.load offset=38 (i32.const 0)))))', { tableWrites: false, dataDrop: false, elemDrop: false }]
+  ])('the code scan finds %s', async (_, body, facts) => {
+    const info = parseModule(await wat(`(module (memory 1) (table 2 funcref) (type (func)) ${body})`), parseLimitsFor(LIMITS.memoryBytes))
+    expect(info.code).toEqual(facts)
+  })
+
+  test('a mutable table is restored; a table no instruction writes is not even exported to the host', async () => {
+    const exported = async (source: string): Promise<string[]> => WebAssembly.Module.exports((await load(await wat(source))).module).map(e => e.name).filter(n => n.startsWith('wph:'))
+    const base = '(memory (export "memory") 1) (table 2 funcref) (func (export "execute") (param i32 i32) (result i32 i32) (i32.const 0) (i32.const 0))'
+    expect(await exported(`(module ${base} (global (mut i32) (i32.const 0)) (global i32 (i32.const 0)))`)).toEqual(['wph:state:global:0'])
+    expect(await exported(`(module ${base} (func (table.set 0 (i32.const 0) (ref.null func))))`)).toEqual(['wph:state:table:0'])
+  })
+
   test('an immutable v128 global, or a declarative element segment, does not prevent a reset', async () => {
     expect(await plan('(module (global v128 (v128.const i32x4 1 2 3 4)) (func $f) (elem declare func $f))')).toEqual({ mode: 'reset' })
   })
