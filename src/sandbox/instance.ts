@@ -1,5 +1,6 @@
-// One sandboxed call: a fresh instance per call over a recycled, zeroed host memory, with
-// exactly the imports the plugin was granted, then the ABI's calling convention. Or, for a
+// One sandboxed call: a new instance over a recycled, zeroed host memory, with exactly the
+// imports the plugin was granted, then the ABI's calling convention (runOn, shared with the
+// reset path of reset-instances.ts, which runs "fresh" calls of most modules). Or, for a
 // plugin whose manifest opts in ("instance": "reuse"), one kept instance serving many calls.
 // Runs inside a worker thread; the deadline is enforced from outside by terminating it.
 import { callEntry, callJsonEntry, isJson } from './abi-json'
