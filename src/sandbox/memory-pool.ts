@@ -103,8 +103,8 @@ export class MemoryPool implements MemorySource {
     return this.#maxBytes
   }
 
-  get stats (): { fresh: number, reused: number, freeBytes: number, heldBytes: number } {
-    return { fresh: this.#fresh, reused: this.#reused, freeBytes: this.#freeBytes, heldBytes: this.#heldBytes }
+  get stats (): { fresh: number, reused: number } {
+    return { fresh: this.#fresh, reused: this.#reused }
   }
 
   #taken (memory: WebAssembly.Memory): void {
