@@ -94,26 +94,33 @@ function isZero (buffer: Buffer, start: number, end: number): boolean {
   return buffer.compare(ZERO_PAGE, 0, end - start, start, end) === 0
 }
 
-/** Non-zero stretches of `bytes`, copied; stretches closer than GAP bytes are merged. */
+/**
+ * The non-zero stretches of memory, copied; stretches closer than GAP_WORDS words are merged.
+ * A memcmp skips the pages that are all zero; only pages with data are walked, a 32-bit word
+ * at a time.
+ */
 function nonZeroRuns (bytes: Uint8Array): Run[] {
-  const GAP = 64
+  const GAP_WORDS = 64
   const runs: Run[] = []
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // Wasm memories are whole pages, so the word view covers every byte.
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2)
   let start = -1
-  let lastNonZero = -1
+  let last = -1
+  const flush = (): void => {
+    if (start >= 0) runs.push({ offset: start << 2, bytes: bytes.slice(start << 2, (last + 1) << 2) })
+    start = -1
+  }
   for (let page = 0; page < bytes.length; page += WASM_PAGE) {
     const end = Math.min(page + WASM_PAGE, bytes.length)
     if (isZero(buffer, page, end)) continue
-    for (let i = page; i < end; i++) {
-      if (bytes[i] === 0) continue
-      if (start >= 0 && i - lastNonZero > GAP) {
-        runs.push({ offset: start, bytes: bytes.slice(start, lastNonZero + 1) })
-        start = -1
-      }
-      if (start < 0) start = i
-      lastNonZero = i
+    for (let w = page >>> 2, wEnd = end >>> 2; w < wEnd; w++) {
+      if (words[w] === 0) continue
+      if (start >= 0 && w - last > GAP_WORDS) flush()
+      if (start < 0) start = w
+      last = w
     }
   }
-  if (start >= 0) runs.push({ offset: start, bytes: bytes.slice(start, lastNonZero + 1) })
+  flush()
   return runs
 }
