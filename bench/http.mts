@@ -22,6 +22,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { FormData, request } from 'undici'
 import wabtInit from 'wabt'
+import { rustWithFunctions } from './many-functions.mts'
 
 const root = resolve(import.meta.dirname, '..')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
@@ -35,7 +36,8 @@ const OUT = resolve(process.env.BENCH_OUT ?? join(root, 'bench/results/latest.js
 const SERVICE_ENV = Object.fromEntries((process.env.BENCH_SERVICE_ENV ?? '').split(',').filter(kv => kv.includes('=')).map(kv => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
 interface Trial { rps: number, p50: number, p90: number, p99: number, max: number, ok: number, non2xx: number, errors: number, mainCpuUs?: number }
-interface Plugin { name: string, fixture: string, manifest: Record<string, unknown> }
+/** `build`: bytes made at run time instead of a fixture (undefined: the toolchain is missing). */
+interface Plugin { name: string, fixture: string, manifest: Record<string, unknown>, build?: () => Buffer | undefined }
 /** `floor`: bench/floor.mts instead of the service (a piscina round trip, no wasm). */
 interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string, floor?: boolean }
 
@@ -43,7 +45,9 @@ const plugins: Plugin[] = [
   { name: 'echo', fixture: 'bench-echo', manifest: {} },
   { name: 'fnv', fixture: 'bench-fnv', manifest: {} },
   { name: 'wasi-echo', fixture: 'bench-wasi-echo', manifest: {} },
-  { name: 'echo-reuse', fixture: 'bench-echo', manifest: { instance: 'reuse' } }
+  { name: 'echo-reuse', fixture: 'bench-echo', manifest: { instance: 'reuse' } },
+  // Issue 15: a Rust plugin of thousands of functions, served by a reset instance.
+  { name: 'rust-many', fixture: 'rust-many-3000', manifest: {}, build: () => rustWithFunctions(3000) }
 ]
 
 const small = Buffer.from(JSON.stringify({ text: 'The quick brown fox jumps over the lazy dog', n: [1, 2, 3], nested: { ok: true, ratio: 0.75 } }))
@@ -61,6 +65,7 @@ const scenarios: Scenario[] = [
   { id: 'echo-64k', label: `echo, ${(big.length / 1024).toFixed(0)} KiB input`, plugin: 'echo', body: big },
   { id: 'wasi-echo', label: 'wasi echo (stdin -> stdout)', plugin: 'wasi-echo', body: small },
   { id: 'echo-reuse', label: 'echo, "instance": "reuse"', plugin: 'echo-reuse', body: small },
+  { id: 'rust-many', label: 'Rust, 3,303 functions (wasi), reset instance', plugin: 'rust-many', body: small },
   { id: 'floor', label: 'floor: piscina round trip, no wasm', plugin: '', body: small, floor: true }
 ].filter(s => ONLY === undefined || ONLY.includes(s.id))
 
@@ -149,7 +154,11 @@ const median = (xs: number[]): number => {
 async function main (): Promise<void> {
   const wabt = await wabtInit()
   const wasm = new Map<string, Buffer>()
-  for (const p of plugins) wasm.set(p.fixture, await compileFixture(wabt, p.fixture))
+  for (const p of plugins) {
+    if (p.build === undefined) { wasm.set(p.fixture, await compileFixture(wabt, p.fixture)); continue }
+    const bytes = p.build()
+    if (bytes !== undefined) wasm.set(p.fixture, bytes)
+  }
   const work = mkdtempSync(join(tmpdir(), 'wph-bench-'))
   const port = await freePort()
   const service = node([join(DIST, 'main.js')], {
@@ -165,7 +174,8 @@ async function main (): Promise<void> {
     const serviceUrl = `http://127.0.0.1:${port}`
     await waitReady(serviceUrl)
     for (const p of plugins) {
-      if (!await upload(serviceUrl, p, wasm.get(p.fixture) as Buffer)) {
+      const bytes = wasm.get(p.fixture)
+      if (bytes === undefined || !await upload(serviceUrl, p, bytes)) {
         const i = scenarios.findIndex(s => s.plugin === p.name)
         if (i >= 0) { console.error(`skipping scenario ${scenarios[i]?.id ?? ''}`); scenarios.splice(i, 1) }
       }

@@ -1,6 +1,8 @@
 // The sandbox call alone, in-process: no HTTP, no worker hop. One call is what a worker does
 // per task: instantiate + write input + call + read output (runSandboxed, with its JSON checks).
 //   node --no-liftoff bench/sandbox.mts [--rounds=5 --seconds=1]   the table (fresh vs recycled memories, reuse, cpu)
+//   node --no-liftoff bench/sandbox.mts --reset [--rounds=5 --seconds=1]
+//                                                       new instance vs reset instance per call, by module size
 //   node --no-liftoff bench/sandbox.mts --cpu --threads=2 --seconds=5 --body=FILE
 //                                                       the CPU-bound plugin on N threads, one JSON line
 //                                                       (bench/http.mts compares the service with it)
@@ -19,7 +21,7 @@ setFlagsFromString('--no-liftoff')
 
 const root = resolve(import.meta.dirname, '..')
 const { values } = parseArgs({
-  options: { cpu: { type: 'boolean' }, threads: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, body: { type: 'string' }, dist: { type: 'string' } }
+  options: { cpu: { type: 'boolean' }, reset: { type: 'boolean' }, threads: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, body: { type: 'string' }, dist: { type: 'string' } }
 })
 // --dist=/elsewhere/dist: another build (before/after a change); worker threads get it too.
 const dist = resolve((workerData as { dist?: string } | null)?.dist ?? values.dist ?? join(root, 'dist'))
@@ -27,6 +29,7 @@ const require = createRequire(import.meta.url)
 const { ReusedInstances, runSandboxed } = require(join(dist, 'sandbox/instance.js')) as typeof import('../src/sandbox/instance.js')
 const { MemoryPool } = require(join(dist, 'sandbox/memory-pool.js')) as typeof import('../src/sandbox/memory-pool.js')
 const { inspectModule } = require(join(dist, 'registry/inspect.js')) as typeof import('../src/registry/inspect.js')
+const { ResetInstances } = require(join(dist, 'sandbox/reset-instances.js')) as typeof import('../src/sandbox/reset-instances.js')
 type SandboxCall = import('../src/sandbox/instance.js').SandboxCall
 type MemorySource = import('../src/sandbox/memory-pool.js').MemorySource
 
@@ -40,6 +43,10 @@ async function load (fixture: string): Promise<Plugin> {
   const mod = wabt.parseWat(`${fixture}.wat`, readFileSync(join(root, 'test/fixtures/plugins', `${fixture}.wat`), 'utf8'), { multi_value: true, bulk_memory: true })
   const bytes = Buffer.from(mod.toBinary({}).buffer)
   mod.destroy()
+  return loadBytes(bytes)
+}
+
+async function loadBytes (bytes: Uint8Array): Promise<Plugin> {
   const inspection = inspectModule(bytes, LIMITS, undefined, false)
   return { module: await WebAssembly.compile(inspection.rewritten as Uint8Array<ArrayBuffer>), memory: inspection.memory, abi: inspection.abi }
 }
@@ -144,11 +151,61 @@ async function table (seconds: number, rounds: number): Promise<void> {
   console.log(`recycled / fresh = **${((perSecond[1] ?? NaN) / (perSecond[0] ?? NaN)).toFixed(1)}x**`)
 }
 
+/** Per-call cost of a new instance against a reset one, for modules of growing size (issue 15). */
+async function resetTable (seconds: number, rounds: number): Promise<void> {
+  const { echoWithFunctions, rustWithFunctions } = await import('./many-functions.mts')
+  const example = (path: string): Buffer | undefined => {
+    try { return readFileSync(join(root, 'examples', path)) } catch { return undefined }
+  }
+  const modules: Array<[string, Uint8Array | undefined]> = [
+    ['echo (json, 2 pages, 2 functions)', await echoWithFunctions(0)],
+    ['echo + 3,000 functions', await echoWithFunctions(3000)],
+    ['echo + 30,000 functions', await echoWithFunctions(30000)],
+    ['C example (json, examples/c-json)', example('c-json/build/count_vowels.wasm')],
+    ['Rust example (wasi, examples/rust-wasi, 207 functions, 17 pages)', example('rust-wasi/build/count_vowels.wasm')],
+    ['Rust, 3,303 functions (wasi, bench/many-functions.mts)', rustWithFunctions(3000)]
+  ]
+  const pool = new MemoryPool()
+  const resets = new ResetInstances(pool)
+  const rows: Array<{ label: string, fresh: () => void, reset: () => void }> = []
+  for (const [label, bytes] of modules) {
+    if (bytes === undefined) { console.error(`skipping ${label}: not built (examples/*/build.sh, rustc)`); continue }
+    const p = await loadBytes(bytes)
+    const c = call(p, SMALL, p.abi === 'json' ? {} : { entry: '_start' })
+    const key = label
+    rows.push({ label, fresh: () => { runSandboxed(c, pool) }, reset: () => { resets.run(key, c) } })
+  }
+  const fresh = rows.map(() => [] as number[])
+  const reset = rows.map(() => [] as number[])
+  // Rounds interleave the rows and both ways, so a noisy neighbour slows all alike; medians.
+  for (let r = 0; r < rounds; r++) {
+    rows.forEach((row, i) => {
+      fresh[i]?.push(rate(row.fresh, seconds).perCallUs)
+      reset[i]?.push(rate(row.reset, seconds).perCallUs)
+    })
+  }
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+  const echoReset = med(reset[0] ?? [])
+  const echoFresh = med(fresh[0] ?? [])
+  console.log(`${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}, --no-liftoff, one thread, median of ${rounds} rounds of ${seconds} s`)
+  console.log('')
+  console.log('| module | new instance, µs/call | reset instance, µs/call | new / reset | reset / echo reset | reset / echo new |')
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |')
+  rows.forEach((row, i) => {
+    const f = med(fresh[i] ?? [])
+    const z = med(reset[i] ?? [])
+    console.log(`| ${row.label} | ${f.toFixed(1)} | ${z.toFixed(1)} | ${(f / z).toFixed(1)}x | ${(z / echoReset).toFixed(2)} | ${(z / echoFresh).toFixed(2)} |`)
+  })
+  console.log('')
+  console.log(`resets: ${JSON.stringify(resets.stats)}`)
+}
+
 if (!isMainThread) {
   const { body, seconds } = workerData as { body: Uint8Array, seconds: number }
   cpuThread(body, seconds).then(r => parentPort?.postMessage(r), (err: unknown) => { throw err })
 } else {
   const seconds = Number(values.seconds ?? 1)
-  const run = values.cpu === true ? cpuMode(Number(values.threads ?? 1), seconds, values.body) : table(seconds, Number(values.rounds ?? 5))
+  const rounds = Number(values.rounds ?? 5)
+  const run = values.cpu === true ? cpuMode(Number(values.threads ?? 1), seconds, values.body) : values.reset === true ? resetTable(seconds, rounds) : table(seconds, rounds)
   run.catch((err: unknown) => { console.error(err); process.exitCode = 1 })
 }

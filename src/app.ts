@@ -98,7 +98,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     queueSize: () => pool.queueSize,
     threads: () => pool.threads,
     pausedPlugins: () => pool.pausedPlugins,
-    callsInFlight: () => pool.callsInFlight
+    callsInFlight: () => pool.callsInFlight,
+    keptBytes: () => pool.keptBytes
   }))
   const store = new PluginStore(config.dataDir, (msg, err) => app.log.warn({ err }, msg))
   const cache = new ModuleCache(config.moduleCacheBytes, {

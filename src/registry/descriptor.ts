@@ -6,6 +6,7 @@ import { serviceError } from '../errors'
 import { checkDescriptorSize } from './descriptor-bounds'
 import { describeExports, describeImports, inspectModule } from './inspect'
 import type { Inspection } from './inspect'
+import type { ResetPlan } from '../sandbox/reset-plan'
 import { resolveCapabilities, resolveLimits } from './manifest'
 import type { Abi, Capabilities, InstancePolicy, Manifest, PluginLimits } from './manifest'
 import { sha } from './store'
@@ -23,6 +24,12 @@ export interface PluginDescriptor {
    * after 1000 calls or any failed call. Descriptors stored before this field read as "fresh".
    */
   instance: InstancePolicy
+  /**
+   * How a "fresh" call gets the state of a new instance: "reset" (a kept instance is put back to
+   * its state right after instantiation) or "new-instance" (the module has something a reset
+   * cannot undo; `reason` and `detail` say what). Derived from the module at load.
+   */
+  reset: ResetDescription
   size: number
   exports: Array<{ name: string, kind: string }>
   imports: Array<{ module: string, name: string, kind: string }>
@@ -34,6 +41,13 @@ export interface PluginDescriptor {
   outputSchema?: Record<string, unknown> | boolean
   createdAt: string
   updatedAt: string
+}
+
+export type ResetDescription = { mode: 'reset' } | { mode: 'new-instance', reason: string, detail: string }
+
+/** The descriptor's view of a reset plan. */
+export function describeReset (plan: ResetPlan): ResetDescription {
+  return plan.mode === 'reset' ? { mode: 'reset' } : { mode: 'new-instance', reason: plan.reason, detail: plan.detail }
 }
 
 /**
@@ -58,6 +72,7 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
     sha256: sha(bytes),
     abi: inspection.abi,
     instance,
+    reset: describeReset(inspection.reset),
     size: bytes.length,
     exports: describeExports(inspection.info.exports),
     imports: describeImports(inspection.info.imports),

@@ -5,6 +5,8 @@ import { parseModule, rewriteModule, WasmBinaryError } from '../sandbox/binary'
 import type { ExportEntry, FuncType, ImportEntry, ModuleInfo } from '../sandbox/binary'
 import { deniedImports, WASI_MODULE } from '../sandbox/capabilities'
 import { pagesOf, parseLimitsFor } from '../sandbox/limits'
+import { planReset } from '../sandbox/reset-plan'
+import type { ResetPlan } from '../sandbox/reset-plan'
 import { serviceError } from '../errors'
 import type { Abi, PluginLimits } from './manifest'
 
@@ -19,6 +21,8 @@ export interface Inspection {
   /** The rewritten binary the workers instantiate. */
   rewritten: Uint8Array
   memory: { initial: number, maximum: number } | undefined
+  /** Whether a kept instance can be reset to its initial state between calls, or why not. */
+  reset: ResetPlan
 }
 
 export function isJsonEntryType (type: FuncType | undefined): boolean {
@@ -70,7 +74,9 @@ export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declared
   try {
     info = parseModule(bytes, parseLimitsFor(limits.memoryBytes))
     // Also refuses shared/64-bit/multiple memories and table imports (unsupported features).
-    const result = rewriteModule(bytes, info, { memoryMaxPages: pagesOf(limits.memoryBytes), tableMaxElements: limits.tableElements })
+    // Also refuses guest exports under the host's reserved names, and adds those exports for
+    // every mutable global and table, which instance reset reads and writes.
+    const result = rewriteModule(bytes, info, { memoryMaxPages: pagesOf(limits.memoryBytes), tableMaxElements: limits.tableElements, exportState: true })
     rewritten = result.bytes
     memory = result.memory
   } catch (err) {
@@ -83,7 +89,7 @@ export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declared
     throw serviceError('CAPABILITY_DENIED', [`imports not granted: ${denied.map(d => `${d.module}.${d.name}`).join(', ')}`], { details: { imports: denied } })
   }
   const entries = funcExports(info).filter(e => isJsonEntryType(e.type)).map(e => e.name)
-  return { info, abi, entries, rewritten, memory }
+  return { info, abi, entries, rewritten, memory, reset: planReset(info) }
 }
 
 /** Text that starts, after blanks and `;;` comments, with `(module`: a .wat file sent as is. */

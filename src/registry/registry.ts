@@ -4,7 +4,7 @@
 import { basename } from 'node:path'
 import type { Config } from '../config'
 import { isServiceError, serviceError } from '../errors'
-import { describePlugin } from './descriptor'
+import { describePlugin, describeReset } from './descriptor'
 import { descriptorSizeProblem, MAX_DESCRIPTOR_FILE_BYTES } from './descriptor-bounds'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
@@ -28,6 +28,8 @@ export interface PluginEntry {
   /** The manifest it was uploaded with (a PUT without a manifest part keeps it). */
   readonly manifest: Manifest
   readonly memory: Inspection['memory']
+  /** How calls get the state of a new instance: a kept instance reset in place, or a new one. */
+  readonly reset: Inspection['reset']
   /** The schemas as the workers compile and cache them (validation runs there, in the deadline). */
   readonly inputSchema: SchemaRef | undefined
   readonly outputSchema: SchemaRef | undefined
@@ -243,9 +245,11 @@ export class PluginRegistry {
     const load = async (): Promise<Uint8Array> =>
       inspectModule(await this.#store.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
     return Object.freeze({
-      descriptor: Object.freeze(descriptor),
+      // The reset plan is derived from the module, so descriptors stored before it existed get it too.
+      descriptor: Object.freeze({ ...descriptor, reset: describeReset(inspection.reset) }),
       manifest,
       memory: inspection.memory,
+      reset: inspection.reset,
       inputSchema: manifest.inputSchema !== undefined ? schemaRef(manifest.inputSchema) : undefined,
       outputSchema: manifest.outputSchema !== undefined ? schemaRef(manifest.outputSchema) : undefined,
       module: () => this.#cache.get(key, cost, load)

@@ -1,8 +1,11 @@
 // The sandbox rewrite: the host, not the guest, owns a plugin's memory. A defined memory
 // becomes `(import "host" "memory")` and an imported one is renamed to it, both with the
 // maximum capped, so `memory.grow` fails inside the guest past the limit and a worker can
-// hand the module a recycled memory. Table maxima are capped the same way. Everything else
-// is copied byte for byte: indices, code and custom sections are never touched.
+// hand the module a recycled memory. Table maxima are capped the same way. With `exportState`,
+// every defined mutable global and table is also exported under a reserved name (STATE_EXPORT_
+// PREFIX, refused in guest exports), so the host can put an instance back into the state it had
+// right after instantiation (sandbox/instance-state.ts). Everything else is copied byte for
+// byte: indices, code and custom sections are never touched.
 import type { ModuleInfo, ResizableLimits } from './binary'
 import { Cursor, WasmBinaryError, Writer } from './leb128'
 
@@ -12,6 +15,19 @@ export interface RewriteOptions {
   memoryMaxPages: number
   /** Maximum of every defined table, in elements. */
   tableMaxElements: number
+  /** Export every defined mutable global and table under a reserved name (see stateExportName). */
+  exportState?: boolean
+}
+
+/**
+ * Exports whose names start with this are the host's: the rewriter adds them, and a guest
+ * export that starts with it is refused, so a guest can neither read nor shadow them.
+ */
+export const STATE_EXPORT_PREFIX = 'wph:state:'
+
+/** The reserved export name of defined global or table `index` (its index in the module's index space). */
+export function stateExportName (kind: 'global' | 'table', index: number): string {
+  return `${STATE_EXPORT_PREFIX}${kind}:${index}`
 }
 
 export interface RewriteResult {
@@ -35,6 +51,9 @@ const MAX_TABLE_ELEMENTS = 0xffffffff
 const IMPORT_SECTION = 2
 const TABLE_SECTION = 4
 const MEMORY_SECTION = 5
+const EXPORT_SECTION = 7
+/** Sections that come after the export section (start, element, code, data, data count). */
+const AFTER_EXPORTS = new Set([8, 9, 10, 11, 12])
 
 type MemoryLimits = NonNullable<RewriteResult['memory']>
 
@@ -54,6 +73,10 @@ export function rewriteModule (bytes: Uint8Array, info: ModuleInfo, options: Rew
   const tableCap = cap(options.tableMaxElements, MAX_TABLE_ELEMENTS, 'tableMaxElements')
   const memory = planMemory(info, memoryCap)
   checkTables(info, tableCap)
+  const reserved = info.exports.find(e => e.name.startsWith(STATE_EXPORT_PREFIX))
+  if (reserved !== undefined) throw new WasmBinaryError(`export name '${reserved.name}' is reserved by the host (names starting with '${STATE_EXPORT_PREFIX}')`, 'unsupported')
+  const extraExports = options.exportState === true ? stateExports(info) : []
+  let exportPending = extraExports.length > 0
 
   const out = new Writer(bytes.length + 32)
   out.bytes(bytes.subarray(0, 8))
@@ -75,6 +98,10 @@ export function rewriteModule (bytes: Uint8Array, info: ModuleInfo, options: Rew
       writeSection(out, IMPORT_SECTION, writeImports(undefined, info, memory, true))
       importPending = false
     }
+    if (exportPending && AFTER_EXPORTS.has(id)) {
+      writeSection(out, EXPORT_SECTION, writeExports(undefined, extraExports))
+      exportPending = false
+    }
     switch (id) {
       case IMPORT_SECTION:
         writeSection(out, id, writeImports(c, info, memory, appendImport))
@@ -86,12 +113,21 @@ export function rewriteModule (bytes: Uint8Array, info: ModuleInfo, options: Rew
       case MEMORY_SECTION:
         dropMemories(c, info)
         break
+      case EXPORT_SECTION:
+        if (extraExports.length === 0) {
+          out.bytes(bytes.subarray(start, c.end))
+        } else {
+          writeSection(out, id, writeExports(c, extraExports))
+          exportPending = false
+        }
+        break
       default:
         out.bytes(bytes.subarray(start, c.end))
     }
     c.pos = c.end
   }
   if (importPending) throw mismatch()
+  if (exportPending) writeSection(out, EXPORT_SECTION, writeExports(undefined, extraExports))
   return memory === undefined ? { bytes: out.finish() } : { bytes: out.finish(), memory }
 }
 
@@ -160,6 +196,39 @@ function copyImport (c: Cursor, w: Writer, declared: ResizableLimits | undefined
     default: throw mismatch() // table imports were refused before
   }
   w.bytes(c.bytes.subarray(start, c.pos))
+}
+
+interface StateExport { name: Uint8Array, kind: number, index: number }
+
+/** The reserved exports of every defined mutable global and every defined table. */
+function stateExports (info: ModuleInfo): StateExport[] {
+  const out: StateExport[] = []
+  const importedGlobals = info.imports.filter(i => i.kind === 'global').length
+  info.globals.forEach((g, i) => {
+    const index = importedGlobals + i
+    if (g.mutable) out.push({ name: encoder.encode(stateExportName('global', index)), kind: 0x03, index })
+  })
+  // Table imports are refused (checkTables), so defined tables start at index 0. Tables that no
+  // instruction can write (code-scan.ts) keep their initial contents: nothing to restore.
+  if (info.code?.tableWrites !== false) {
+    info.tables.forEach((_, index) => out.push({ name: encoder.encode(stateExportName('table', index)), kind: 0x01, index }))
+  }
+  return out
+}
+
+/** The export section's payload: the module's exports as they are, then `extra`. */
+function writeExports (c: Cursor | undefined, extra: StateExport[]): Uint8Array {
+  const w = new Writer((c?.remaining ?? 0) + extra.length * 32)
+  const n = c === undefined ? 0 : c.u32()
+  w.u32(n + extra.length)
+  if (c !== undefined) w.bytes(c.bytes.subarray(c.pos, c.end))
+  for (const e of extra) {
+    w.u32(e.name.length)
+    w.bytes(e.name)
+    w.byte(e.kind)
+    w.u32(e.index)
+  }
+  return w.finish()
 }
 
 function writeMemoryImport (w: Writer, memory: MemoryLimits): void {

@@ -1,20 +1,25 @@
 // The section parser: reads an uploaded module before anything compiles it, and refuses
 // what is malformed, unsupported or over the operator's limits with a message that names the
-// problem. It reads every section header and entry but never a function body: V8 validates
-// code when it compiles, and the parser only has to make that compilation cheap and bounded.
+// problem. It reads every section header and entry; function bodies only to learn what they can
+// do to tables and segments (code-scan.ts): V8 validates code when it compiles, and the parser
+// only has to make that compilation cheap and bounded.
 // Security boundary: the input is untrusted bytes, so every count is checked against the
 // limit and the bytes left before anything loops or allocates on it.
+import { scanCode } from './code-scan'
+import type { CodeFacts } from './code-scan'
 import { Cursor, decodeUtf8, hex, WasmBinaryError } from './leb128'
 
 export { WasmBinaryError } from './leb128'
 export type { WasmBinaryErrorReason } from './leb128'
-export { rewriteModule } from './binary-rewrite'
+export { rewriteModule, STATE_EXPORT_PREFIX, stateExportName } from './binary-rewrite'
 export type { RewriteOptions, RewriteResult } from './binary-rewrite'
 
 /** A value type of the MVP plus SIMD and reference types; GC and typed references are refused. */
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref'
 
 export interface FuncType { params: ValType[], results: ValType[] }
+
+export interface GlobalType { type: ValType, mutable: boolean }
 
 /** Limits of a table or memory, in elements or 64 KiB pages. */
 export interface ResizableLimits { min: number, max?: number, shared?: boolean, index64?: boolean }
@@ -47,6 +52,8 @@ export interface ModuleInfo {
   memories: ResizableLimits[]
   /** Defined tables only (the table section); imported ones are in `imports`. */
   tables: ResizableLimits[]
+  /** Defined globals only (the global section), in order; imported ones are in `imports`. */
+  globals: GlobalType[]
   counts: {
     types: number
     /** Defined functions (function section); imported functions count in `imports`. */
@@ -63,10 +70,16 @@ export interface ModuleInfo {
     elementSegments: number
     customSections: number
   }
+  /** Passive data segments: `data.drop` can change them after instantiation. */
+  passiveDataSegments: number
+  /** Passive element segments: `elem.drop` can change them after instantiation. */
+  passiveElementSegments: number
   /** Sum of the data segments' payload sizes. */
   dataBytes: number
   /** Size of the code section's payload. */
   codeBytes: number
+  /** What the code can do to tables and segments (code-scan.ts); undefined when the scan could not tell. */
+  code: CodeFacts | undefined
   startFunction?: number
   /** Trimmed text of a custom section named `version`, when it is UTF-8 of at most 64 bytes. */
   version?: string
@@ -150,9 +163,13 @@ class ModuleReader {
     exports: [],
     memories: [],
     tables: [],
+    globals: [],
     counts: { types: 0, functions: 0, imports: 0, exports: 0, globals: 0, tables: 0, memories: 0, dataSegments: 0, elementSegments: 0, customSections: 0 },
+    passiveDataSegments: 0,
+    passiveElementSegments: 0,
     dataBytes: 0,
     codeBytes: 0,
+    code: { tableWrites: false, dataDrop: false, elemDrop: false },
     customSections: []
   }
 
@@ -360,7 +377,7 @@ class ModuleReader {
     const n = c.count('globals', 3)
     checkLimit(n, this.#limits.maxGlobals, 'globals')
     for (let i = 0; i < n; i++) {
-      globalType(c)
+      this.#info.globals.push(globalType(c))
       skipConstExpr(c)
     }
     this.#info.counts.globals = n
@@ -396,16 +413,37 @@ class ModuleReader {
   }
 
   #elementSection (c: Cursor): void {
-    // Segments are counted, not read: nothing the host decides depends on their contents, and
-    // V8 validates them when it compiles.
+    // Segments are read only for their mode (passive ones matter to instance reset); indices
+    // are not checked: V8 validates them when it compiles.
     const n = c.count('element segments', 1)
     checkLimit(n, this.#limits.maxElementSegments, 'element segments')
     this.#info.counts.elementSegments = n
-    c.pos = c.end
+    for (let i = 0; i < n; i++) {
+      const at = c.pos
+      const flags = c.u32()
+      if (flags > 7) c.fail(`invalid element segment flags ${flags}`, 'malformed', at)
+      if ((flags & 3) === 1) this.#info.passiveElementSegments++
+      if ((flags & 1) === 0) { // active
+        if ((flags & 2) !== 0) c.u32() // table index
+        skipConstExpr(c)
+      }
+      const expressions = (flags & 4) !== 0
+      // Flags 0 and 4 imply funcref; the others name an element kind (0x00) or a reference type.
+      if ((flags & 3) !== 0) {
+        if (expressions) refType(c)
+        else if (c.u8() !== 0x00) c.fail('invalid element kind', 'malformed', c.pos - 1)
+      }
+      const count = c.count('element indices', 1)
+      for (let k = 0; k < count; k++) {
+        if (expressions) skipConstExpr(c)
+        else c.u32()
+      }
+    }
   }
 
   #codeSection (c: Cursor): void {
     this.#info.codeBytes = c.remaining
+    this.#info.code = scanCode(c.bytes, c.pos, c.end)
     this.#codeCount = c.count('function bodies', 2)
     c.pos = c.end
   }
@@ -419,7 +457,8 @@ class ModuleReader {
       const flags = c.u32()
       if (flags === 2) c.u32()
       if (flags === 0 || flags === 2) skipConstExpr(c)
-      else if (flags !== 1) c.fail(`invalid data segment flags ${flags}`, 'malformed', at)
+      else if (flags === 1) this.#info.passiveDataSegments++
+      else c.fail(`invalid data segment flags ${flags}`, 'malformed', at)
       const length = c.u32()
       c.skip(length)
       total += length
@@ -471,11 +510,12 @@ function refuseType (c: Cursor, b: number, at: number): never {
   return c.fail(`invalid value type ${hex(b)}`, 'malformed', at)
 }
 
-function globalType (c: Cursor): void {
-  valType(c)
+function globalType (c: Cursor): GlobalType {
+  const type = valType(c)
   const at = c.pos
   const mutability = c.u8()
   if (mutability > 1) c.fail(`invalid global mutability ${hex(mutability)}`, 'malformed', at)
+  return { type, mutable: mutability === 1 }
 }
 
 /**

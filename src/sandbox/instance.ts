@@ -1,12 +1,13 @@
-// One sandboxed call: a fresh instance per call over a recycled, zeroed host memory, with
-// exactly the imports the plugin was granted, then the ABI's calling convention. Or, for a
+// One sandboxed call: a new instance over a recycled, zeroed host memory, with exactly the
+// imports the plugin was granted, then the ABI's calling convention (runOn, shared with the
+// reset path of reset-instances.ts, which runs "fresh" calls of most modules). Or, for a
 // plugin whose manifest opts in ("instance": "reuse"), one kept instance serving many calls.
 // Runs inside a worker thread; the deadline is enforced from outside by terminating it.
 import { callEntry, callJsonEntry, isJson } from './abi-json'
 import type { InputRegion } from './abi-json'
 import { classifyGuestThrow, GuestError } from './guest-error'
 import { jsonProblem } from './json-problem'
-import type { MemorySource } from './memory-pool'
+import type { MemoryPool, MemorySource } from './memory-pool'
 import { createWasi, WasiExit } from './wasi'
 import type { Wasi } from './wasi'
 
@@ -43,6 +44,26 @@ function tail (bytes: Uint8Array): string {
 }
 
 /**
+ * A call's WASI context, when the call has WASI (always for the wasi ABI), bound to `memory`.
+ * The caller closes it.
+ */
+export function createCallWasi (call: SandboxCall, memory: WebAssembly.Memory | undefined): Wasi | undefined {
+  if (call.wasi === undefined && call.abi !== 'wasi') return undefined
+  const wasi = createWasi({
+    args: call.wasi?.args ?? [],
+    env: call.wasi?.env ?? {},
+    preopens: call.wasi?.preopens ?? [],
+    stdin: call.abi === 'wasi' ? call.input : new Uint8Array(0),
+    stdoutLimit: call.outputBytes,
+    stderrLimit: STDERR_BYTES,
+    deadline: call.deadline,
+    ...(call.onHostFd !== undefined ? { onHostFd: call.onHostFd } : {})
+  })
+  if (memory !== undefined) wasi.bind(memory)
+  return wasi
+}
+
+/**
  * Instantiates and calls a plugin once. Throws GuestError for every guest fault; the host
  * memory goes back to the pool (zeroed before reuse) however the call ended.
  */
@@ -52,21 +73,9 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
   if (memory !== undefined) imports.host = { memory }
   let wasi: Wasi | undefined
   try {
-    if (call.wasi !== undefined || call.abi === 'wasi') {
-      wasi = createWasi({
-        args: call.wasi?.args ?? [],
-        env: call.wasi?.env ?? {},
-        preopens: call.wasi?.preopens ?? [],
-        stdin: call.abi === 'wasi' ? call.input : new Uint8Array(0),
-        stdoutLimit: call.outputBytes,
-        stderrLimit: STDERR_BYTES,
-        deadline: call.deadline,
-        ...(call.onHostFd !== undefined ? { onHostFd: call.onHostFd } : {})
-      })
-      if (memory !== undefined) wasi.bind(memory)
-      imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
-    }
-    return call.abi === 'wasi' ? runCommand(call, imports, wasi as Wasi) : runJson(call, imports, memory)
+    wasi = createCallWasi(call, memory)
+    if (wasi !== undefined) imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
+    return runOn(call, () => new WebAssembly.Instance(call.module, imports), memory, wasi)
   } catch (err) {
     throw classifyGuestThrow(err)
   } finally {
@@ -75,17 +84,24 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
   }
 }
 
-function runJson (call: SandboxCall, imports: WebAssembly.Imports, memory: WebAssembly.Memory | undefined): SandboxOutput {
+/**
+ * Runs the call's ABI on the instance `instance()` returns (a new one, or one reset to the
+ * state of a new one): `_initialize` and the json entry, or `_start`. Instantiation happens
+ * inside, so a proc_exit from a start function is an exit like any other.
+ */
+export function runOn (call: SandboxCall, instance: () => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
+  if (call.abi === 'wasi') {
+    if (wasi === undefined) throw new GuestError('INTERNAL', 'a wasi call without a WASI context')
+    return runCommand(call, instance, wasi)
+  }
+  return runJson(call, instance, memory)
+}
+
+function runJson (call: SandboxCall, instantiate: () => WebAssembly.Instance, memory: WebAssembly.Memory | undefined): SandboxOutput {
   if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', `body is not valid JSON: ${jsonProblem(call.input)}`)
   if (memory === undefined) throw new GuestError('INTERNAL', 'json plugin without memory passed validation')
-  let instance: WebAssembly.Instance
   try {
-    instance = new WebAssembly.Instance(call.module, imports)
-  } catch (err) {
-    if (err instanceof WasiExit) throw new GuestError('PLUGIN_EXIT', String(err.code), { exitCode: err.code, stdout: '', stderr: '' })
-    throw err
-  }
-  try {
+    const instance = instantiate()
     return { output: callJsonEntry(instance.exports, memory, call.entry, call.input, call.outputBytes), stderr: undefined }
   } catch (err) {
     // A reactor that calls proc_exit ends the call: 0 without output is still no output.
@@ -96,10 +112,10 @@ function runJson (call: SandboxCall, imports: WebAssembly.Imports, memory: WebAs
   }
 }
 
-function runCommand (call: SandboxCall, imports: WebAssembly.Imports, wasi: Wasi): SandboxOutput {
+function runCommand (call: SandboxCall, instantiate: () => WebAssembly.Instance, wasi: Wasi): SandboxOutput {
   let exitCode = 0
   try {
-    const instance = new WebAssembly.Instance(call.module, imports)
+    const instance = instantiate()
     if (call.memory === undefined) {
       const exported = instance.exports.memory
       if (exported instanceof WebAssembly.Memory) wasi.bind(exported)
@@ -133,6 +149,8 @@ interface Kept {
   shape: { initial: number, maximum: number }
   region: InputRegion
   calls: number
+  /** Bytes counted against the worker's budget while kept. */
+  held: number
 }
 
 /**
@@ -145,12 +163,12 @@ interface Kept {
  * to the pool, which zeroes it before reuse (or drops it, if it grew).
  */
 export class ReusedInstances {
-  readonly #pool: MemorySource
+  readonly #pool: MemoryPool
   readonly #kept = new Map<string, Kept>()
   readonly #maxCalls: number
   readonly #maxInstances: number
 
-  constructor (pool: MemorySource, maxCalls = REUSE_MAX_CALLS, maxInstances = REUSE_MAX_INSTANCES) {
+  constructor (pool: MemoryPool, maxCalls = REUSE_MAX_CALLS, maxInstances = REUSE_MAX_INSTANCES) {
     this.#pool = pool
     this.#maxCalls = maxCalls
     this.#maxInstances = maxInstances
@@ -166,6 +184,8 @@ export class ReusedInstances {
         kept = this.#create(call.module, call.memory)
       } else {
         this.#kept.delete(key) // re-inserted below: most recently used last
+        this.#pool.hold(-kept.held)
+        kept.held = 0
       }
       const output = callEntry(kept.instance.exports, kept.memory, call.entry, call.input, call.outputBytes, kept.region)
       if (++kept.calls < this.#maxCalls) this.#keep(key, kept); else this.#drop(kept)
@@ -192,22 +212,24 @@ export class ReusedInstances {
       this.#pool.release(memory, shape.initial, shape.maximum)
       throw err
     }
-    return { instance, memory, shape, region: { ptr: 0, capacity: 0 }, calls: 0 }
+    return { instance, memory, shape, region: { ptr: 0, capacity: 0 }, calls: 0, held: 0 }
   }
 
   #keep (key: string, kept: Kept): void {
     this.#kept.set(key, kept)
-    if (this.#kept.size > this.#maxInstances) {
-      const oldest = this.#kept.keys().next().value
-      const k = oldest !== undefined ? this.#kept.get(oldest) : undefined
-      if (oldest !== undefined && k !== undefined) {
-        this.#kept.delete(oldest)
-        this.#drop(k)
-      }
+    kept.held = kept.memory.buffer.byteLength
+    this.#pool.hold(kept.held)
+    // Past the count or the worker's byte budget, the least recently used go first.
+    for (const [k, old] of this.#kept) {
+      if (this.#kept.size <= this.#maxInstances && this.#pool.bytes <= this.#pool.maxBytes) break
+      this.#kept.delete(k)
+      this.#drop(old)
     }
   }
 
   #drop (kept: Kept): void {
+    this.#pool.hold(-kept.held)
+    kept.held = 0
     this.#pool.release(kept.memory, kept.shape.initial, kept.shape.maximum)
   }
 }

@@ -10,12 +10,19 @@
 // worker in Atomics.wait between tasks and its event loop never turns there (measured: no
 // setImmediate callback ran in 200 tasks), so in the service acquire() does the zeroing, on
 // the critical path: 2-4 µs for a 64 KiB memory.
+// Bounded by bytes, not only by count (security issue 16): what a worker keeps, free memories
+// here plus the memories of the instances it keeps (reported through hold()), stays under
+// maxBytes. Measured before the bound: 8 plugins of distinct ~256 MiB shapes, 2 calls each,
+// took the service's RSS from 225 MiB to 4.3 GiB, and it stayed there.
+import { zeroMemory } from './instance-state'
 import { WASM_PAGE } from './limits'
 
 /** Clean + dirty memories kept per (initial, maximum) shape. */
 const PER_SHAPE = 4
 /** Shapes kept; the least recently used is dropped past this. */
 const MAX_SHAPES = 64
+/** Default of what one worker keeps, free memories and kept instances together. */
+export const DEFAULT_POOL_BYTES = 64 * 1024 * 1024
 
 interface Shape { clean: WebAssembly.Memory[], dirty: WebAssembly.Memory[] }
 
@@ -27,9 +34,18 @@ export interface MemorySource {
 
 export class MemoryPool implements MemorySource {
   readonly #shapes = new Map<string, Shape>()
+  readonly #maxBytes: number
   #scrubScheduled = false
   #fresh = 0
   #reused = 0
+  /** Bytes of the free memories kept here. */
+  #freeBytes = 0
+  /** Bytes held by kept instances (hold/unhold). */
+  #heldBytes = 0
+
+  constructor (maxBytes = DEFAULT_POOL_BYTES) {
+    this.#maxBytes = maxBytes
+  }
 
   /** A zeroed memory of exactly this shape (the import's declared limits must match). */
   acquire (initial: number, maximum: number): WebAssembly.Memory {
@@ -39,9 +55,9 @@ export class MemoryPool implements MemorySource {
       this.#shapes.delete(key)
       this.#shapes.set(key, shape) // LRU order
       const clean = shape.clean.pop()
-      if (clean !== undefined) { this.#reused++; return clean }
+      if (clean !== undefined) { this.#taken(clean); return clean }
       const dirty = shape.dirty.pop()
-      if (dirty !== undefined) { scrub(dirty); this.#reused++; return dirty }
+      if (dirty !== undefined) { scrub(dirty); this.#taken(dirty); return dirty }
     }
     this.#fresh++
     return new WebAssembly.Memory({ initial, maximum })
@@ -49,24 +65,68 @@ export class MemoryPool implements MemorySource {
 
   /** Gives a memory back after a call; it is zeroed before anyone sees it again, or dropped if it grew. */
   release (memory: WebAssembly.Memory, initial: number, maximum: number): void {
-    if (memory.buffer.byteLength !== initial * WASM_PAGE) return
+    const size = memory.buffer.byteLength
+    if (size !== initial * WASM_PAGE) return
     const key = `${initial}:${maximum}`
     let shape = this.#shapes.get(key)
+    if (shape !== undefined && shape.clean.length + shape.dirty.length >= PER_SHAPE) return
+    if (!this.#makeRoom(size)) return
+    shape = this.#shapes.get(key) // #makeRoom may have dropped it
     if (shape === undefined) {
       shape = { clean: [], dirty: [] }
       this.#shapes.set(key, shape)
       if (this.#shapes.size > MAX_SHAPES) {
         const oldest = this.#shapes.keys().next().value
-        if (oldest !== undefined) this.#shapes.delete(oldest)
+        if (oldest !== undefined) this.#dropShape(oldest)
       }
     }
-    if (shape.clean.length + shape.dirty.length >= PER_SHAPE) return
     shape.dirty.push(memory)
+    this.#freeBytes += size
     this.#scheduleScrub()
+  }
+
+  /**
+   * Counts `bytes` that a kept instance holds against the budget (negative when it lets go).
+   * Free memories are dropped, least recently used shape first, to make room.
+   */
+  hold (bytes: number): void {
+    this.#heldBytes += bytes
+    this.#makeRoom(0)
+  }
+
+  /** Everything this worker keeps: free memories and what kept instances hold. */
+  get bytes (): number {
+    return this.#freeBytes + this.#heldBytes
+  }
+
+  get maxBytes (): number {
+    return this.#maxBytes
   }
 
   get stats (): { fresh: number, reused: number } {
     return { fresh: this.#fresh, reused: this.#reused }
+  }
+
+  #taken (memory: WebAssembly.Memory): void {
+    this.#reused++
+    this.#freeBytes -= memory.buffer.byteLength
+  }
+
+  /** Drops free memories until `bytes` more fit in the budget; false when they cannot. */
+  #makeRoom (bytes: number): boolean {
+    if (bytes + this.#heldBytes > this.#maxBytes) return false
+    for (const key of this.#shapes.keys()) {
+      if (this.bytes + bytes <= this.#maxBytes) break
+      this.#dropShape(key)
+    }
+    return this.bytes + bytes <= this.#maxBytes
+  }
+
+  #dropShape (key: string): void {
+    const shape = this.#shapes.get(key)
+    if (shape === undefined) return
+    for (const m of [...shape.clean, ...shape.dirty]) this.#freeBytes -= m.buffer.byteLength
+    this.#shapes.delete(key)
   }
 
   #scheduleScrub (): void {
@@ -85,5 +145,5 @@ export class MemoryPool implements MemorySource {
 }
 
 function scrub (memory: WebAssembly.Memory): void {
-  new Uint8Array(memory.buffer).fill(0)
+  zeroMemory(new Uint8Array(memory.buffer))
 }

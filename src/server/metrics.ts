@@ -24,6 +24,8 @@ export interface Metrics {
   httpRequest: (route: string, method: string, status: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
+  /** A call ran on a new instance because its module cannot be reset in place (sandbox/reset-plan.ts). */
+  instanceFallback: (reason: string) => void
 }
 
 export interface PoolGauges {
@@ -31,6 +33,7 @@ export interface PoolGauges {
   threads: () => number
   pausedPlugins: () => number
   callsInFlight: () => ReadonlyMap<string, number>
+  keptBytes: () => number
 }
 
 export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
@@ -69,6 +72,12 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     collect () { this.set(pool()?.threads() ?? 0) }
   })
   new Gauge({
+    name: 'worker_kept_bytes',
+    help: 'Bytes the worker threads keep between calls (recycled memories and kept instances), as each last reported; bounded per thread.',
+    registers: [registry],
+    collect () { this.set(pool()?.keptBytes() ?? 0) }
+  })
+  new Gauge({
     name: 'plugins_paused',
     help: 'Plugins paused by the breaker (they kept running past their deadline).',
     registers: [registry],
@@ -101,6 +110,12 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     name: 'http_requests_total',
     help: 'HTTP requests answered, by route pattern, method and status (uploads, 401/413/415 included).',
     labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry]
+  })
+  const fallbacks = new Counter({
+    name: 'plugin_instance_fallbacks_total',
+    help: 'Calls that ran on a new instance because the module cannot be reset in place, by reason.',
+    labelNames: ['reason'] as const,
     registers: [registry]
   })
   const terminations = new Counter({
@@ -148,6 +163,7 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     moduleCacheBytes: (bytes) => cacheBytes.set(bytes),
     httpRequest: (route, method, status) => httpRequests.inc({ route, method, status: String(status) }),
     pluginsLoaded: (count) => loaded.set(count),
+    instanceFallback: (reason) => fallbacks.inc({ reason }),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })

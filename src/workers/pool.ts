@@ -75,6 +75,8 @@ export class WorkerPool {
   readonly #piscina: Piscina
   readonly #options: PoolOptions
   readonly #inFlight = new Map<string, number>()
+  /** Last report of each thread (by threadId): bytes it keeps between calls. */
+  readonly #keptBytes = new Map<number, number>()
   readonly #queue: FairQueue
   readonly #breaker: Breaker
   /** Control blocks of the calls handed to piscina and not yet answered. */
@@ -149,6 +151,17 @@ export class WorkerPool {
   /** Calls admitted and not yet answered, per plugin (queued or running). */
   get callsInFlight (): ReadonlyMap<string, number> {
     return this.#inFlight
+  }
+
+  /** Bytes the live threads keep between calls (free memories and kept instances), as last reported. */
+  get keptBytes (): number {
+    let total = 0
+    for (const t of this.#piscina.threads) total += this.#keptBytes.get(t.threadId) ?? 0
+    if (this.#keptBytes.size > this.#piscina.threads.length * 2) {
+      const live = new Set(this.#piscina.threads.map(t => t.threadId))
+      for (const id of this.#keptBytes.keys()) if (!live.has(id)) this.#keptBytes.delete(id)
+    }
+    return total
   }
 
   /** Calls waiting for a thread: in the fair queue, or handed to piscina but not yet started. */
@@ -311,6 +324,7 @@ export class WorkerPool {
       if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
       throw err
     }
+    if (result.kept !== undefined) this.#keptBytes.set(result.kept.thread, result.kept.bytes)
     if (!result.ok) {
       // The worker's text of an INTERNAL failure is the host's own error (paths under
       // DATA_DIR, errno names): it goes to the log as the cause, not to the caller.

@@ -58,12 +58,22 @@ export interface ExecuteTask {
   inputSchema?: SchemaRef | undefined
   /** Validated in the worker, within the deadline: the output after the call (PLUGIN_INVALID_OUTPUT). */
   outputSchema?: SchemaRef | undefined
+  /**
+   * Set (the same kind of key) for a "fresh" plugin whose module can be reset in place: the
+   * worker keeps one instance per key and resets it to its state right after instantiation
+   * after every call (sandbox/reset-instances.ts). Absent: a new instance per call.
+   */
+  reset?: string | undefined
   /** See CONTROL_* below: the call's state, its thread and its start, shared with the pool. */
   control: SharedArrayBuffer
 }
 
+/** What the answering thread keeps between calls (sandbox/memory-pool.ts), for a gauge. */
+export interface KeptReport { thread: number, bytes: number }
+
 export interface ExecuteOk {
   ok: true
+  kept?: KeptReport
   output: Uint8Array
   /** Time inside the worker, instantiate to output read, in ms. */
   durationMs: number
@@ -73,6 +83,7 @@ export interface ExecuteOk {
 
 export interface ExecuteFailure {
   ok: false
+  kept?: KeptReport
   code: GuestErrorCode
   message: string
   details?: Record<string, unknown>

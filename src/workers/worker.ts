@@ -10,7 +10,8 @@ import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { GuestError } from '../sandbox/guest-error'
 import { MemoryPool } from '../sandbox/memory-pool'
 import { ReusedInstances, runSandboxed } from '../sandbox/instance'
-import type { SandboxCall } from '../sandbox/instance'
+import type { SandboxCall, SandboxOutput } from '../sandbox/instance'
+import { ResetInstances } from '../sandbox/reset-instances'
 import { lowerThreadPriority } from './thread-priority'
 import type { SchemaValidators } from './validators'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, markStarted, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
@@ -18,6 +19,8 @@ import type { ExecuteResult, ExecuteTask } from './protocol'
 
 lowerThreadPriority()
 
+// One byte budget for everything this thread keeps between calls: free memories, reset
+// instances and reused instances (sandbox/memory-pool.ts).
 const memories = new MemoryPool()
 const reused = new ReusedInstances(memories)
 let validators: SchemaValidators | undefined
@@ -29,6 +32,14 @@ let validators: SchemaValidators | undefined
 function schemaValidators (): SchemaValidators {
   validators ??= new (require('./validators') as typeof import('./validators')).SchemaValidators()
   return validators
+}
+
+const resets = new ResetInstances(memories)
+
+function runCall (task: ExecuteTask, call: SandboxCall): SandboxOutput {
+  if (task.reuse !== undefined) return reused.run(task.reuse, call)
+  if (task.reset !== undefined) return resets.run(task.reset, call)
+  return runSandboxed(call, memories)
 }
 const utf8 = new TextDecoder()
 
@@ -91,9 +102,9 @@ function run (task: ExecuteTask): WorkerReply {
       deadline: Date.now() + task.timeoutMs, // WASI clamps sleeps against Date.now()
       wasi: task.wasi
     }
-    const { output, stderr } = task.reuse !== undefined ? reused.run(task.reuse, call) : runSandboxed(call, memories)
+    const { output, stderr } = runCall(task, call)
     if (task.outputSchema !== undefined) schemaValidators().output(task.outputSchema, output)
-    const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0 }
+    const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (stderr !== undefined && stderr.length > 0) result.stderr = utf8.decode(stderr)
     // Outputs are copies out of guest memory or of the stdout sink, so they own their buffer.
     const buffer = output.buffer
@@ -103,7 +114,7 @@ function run (task: ExecuteTask): WorkerReply {
     return result
   } catch (err) {
     const e = err instanceof GuestError ? err : new GuestError('INTERNAL', String(err))
-    const failure: ExecuteResult = { ok: false, code: e.code, message: e.message, durationMs: performance.now() - t0 }
+    const failure: ExecuteResult = { ok: false, code: e.code, message: e.message, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (e.details !== undefined) failure.details = e.details
     return failure
   } finally {

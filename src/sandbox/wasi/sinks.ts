@@ -69,13 +69,14 @@ export class BoundedSink implements Sink {
 /** Keeps the last `limit` bytes written (a ring buffer); writes always succeed. */
 export class TailSink implements Sink {
   readonly limit: number
-  readonly #ring: Uint8Array
+  // Allocated at the first write: most calls write nothing to stderr, and a 64 KiB ring per
+  // call was a third of createWasi's time (measured with a Rust plugin on a reset instance).
+  #ring = new Uint8Array(0)
   #start = 0
   #length = 0
 
   constructor (limit: number) {
     this.limit = Math.max(0, Math.floor(limit))
-    this.#ring = new Uint8Array(this.limit)
   }
 
   get capacity (): number { return 0xffffffff }
@@ -99,6 +100,7 @@ export class TailSink implements Sink {
 
   #append (data: Uint8Array): void {
     if (this.limit === 0) return
+    if (this.#ring.length === 0) this.#ring = new Uint8Array(this.limit)
     // Only the last `limit` bytes of a long write can survive.
     const src = data.byteLength > this.limit ? data.subarray(data.byteLength - this.limit) : data
     for (let off = 0; off < src.byteLength;) {

@@ -10,7 +10,7 @@ import { isServiceError, serviceError } from '../../errors'
 import { pickEntry, usesPluginVolume, wasiSpec } from '../../registry/call'
 import { isJson } from '../../sandbox/abi-json'
 import { NAME_PATTERN } from '../../registry/manifest'
-import type { PluginRegistry } from '../../registry/registry'
+import type { PluginDescriptor, PluginRegistry } from '../../registry/registry'
 import type { WorkerPool } from '../../workers/pool'
 import type { Metrics } from '../metrics'
 
@@ -35,6 +35,11 @@ function ownedBytes (body: unknown): Uint8Array {
   return new Uint8Array(body)
 }
 
+/** Names one version of a plugin: the key a worker keeps an instance under. */
+function instanceKey (d: PluginDescriptor): string {
+  return `${d.name}\0${d.sha256}\0${d.updatedAt}`
+}
+
 export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (app: FastifyInstance, { config, registry, pool, metrics }) => {
   // Encapsulated: only this route sees bodies as raw bytes, of any content type.
   app.removeAllContentTypeParsers()
@@ -56,6 +61,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
     const input = ownedBytes(request.body)
     try {
       const fn = pickEntry(d, request.query.function)
+      if (d.instance !== 'reuse' && entry.reset.mode === 'new-instance') metrics.instanceFallback(entry.reset.reason)
       const result = await pool.execute({
         plugin: name,
         module: await entry.module(),
@@ -67,7 +73,8 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         outputBytes: d.limits.outputBytes,
         wasi: wasiSpec(d, config, registry.volumePath(name), usesPluginVolume(d) ? await registry.volumeQuota(name) : undefined),
         // A key per plugin version: a PUT (new bytes, limits or manifest) gets new instances.
-        reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined,
+        reuse: d.instance === 'reuse' ? instanceKey(d) : undefined,
+        reset: d.instance !== 'reuse' && entry.reset.mode === 'reset' ? instanceKey(d) : undefined,
         inputSchema: entry.inputSchema,
         outputSchema: entry.outputSchema
       })

@@ -1,0 +1,218 @@
+// Instance reset (issue 15): a kept instance put back to its state right after instantiation
+// must be indistinguishable from a new instance. Differential: random sequences of calls that
+// write memory, globals and tables, grow memory or a table, trap, exit and hit limits give the
+// same answers on reset instances as on new ones, and every call on a reset instance sees the
+// initial state (the fixtures hash every byte of memory, every global and every table slot at
+// entry). In-process, no threads: the worker runs exactly these classes.
+import fc from 'fast-check'
+import { inspectModule } from '../../src/registry/inspect'
+import type { PluginLimits } from '../../src/registry/manifest'
+import { GuestError } from '../../src/sandbox/guest-error'
+import { runSandboxed } from '../../src/sandbox/instance'
+import type { SandboxCall } from '../../src/sandbox/instance'
+import { MemoryPool } from '../../src/sandbox/memory-pool'
+import { ResetInstances } from '../../src/sandbox/reset-instances'
+import { planReset } from '../../src/sandbox/reset-plan'
+import { parseModule } from '../../src/sandbox/binary'
+import { parseLimitsFor } from '../../src/sandbox/limits'
+import { wat, watFixture } from '../helpers/fixtures'
+
+const LIMITS: PluginLimits = { memoryBytes: 4 * 65536, timeoutMs: 5000, tableElements: 100, outputBytes: 4096 }
+
+interface Plugin { module: WebAssembly.Module, memory: SandboxCall['memory'], abi: 'json' | 'wasi' }
+
+async function load (bytes: Uint8Array, wasi = false): Promise<Plugin & { plan: ReturnType<typeof planReset> }> {
+  const inspection = inspectModule(bytes, LIMITS, undefined, wasi)
+  return { module: await WebAssembly.compile(inspection.rewritten as Uint8Array<ArrayBuffer>), memory: inspection.memory, abi: inspection.abi, plan: inspection.reset }
+}
+
+function call (p: Plugin, entry: string, input: string): SandboxCall {
+  return {
+    module: p.module,
+    abi: p.abi,
+    entry,
+    input: Buffer.from(input),
+    memory: p.memory,
+    outputBytes: LIMITS.outputBytes,
+    deadline: Date.now() + 60_000,
+    wasi: p.abi === 'wasi' ? { args: [], env: {}, preopens: [] } : undefined
+  }
+}
+
+/** A call's outcome as a client sees it. */
+function outcome (run: () => { output: Uint8Array }): string {
+  try {
+    return `ok ${Buffer.from(run().output).toString()}`
+  } catch (err) {
+    if (!(err instanceof GuestError)) throw err
+    return `${err.code} ${err.message} ${JSON.stringify(err.details ?? {})}`
+  }
+}
+
+const JSON_OPS = ['observe', 'write', 'grow', 'tgrow', 'trap', 'overflow', 'deep'] as const
+const WASI_OPS = ['o', 'w', 'g', 't', 'e', 'z'] as const
+
+describe('reset plan', () => {
+  const plan = async (source: string): Promise<ReturnType<typeof planReset>> => planReset(parseModule(await wat(source), parseLimitsFor(LIMITS.memoryBytes)))
+
+  test('the state fixtures (start function without imports, tables, every kind of global) are reset in place', async () => {
+    expect((await load(await watFixture('state-json'))).plan).toEqual({ mode: 'reset' })
+    expect((await load(await watFixture('state-wasi'), true)).plan).toEqual({ mode: 'reset' })
+  })
+
+  test.each([
+    ['passive_data_segments', '(module (memory 1) (data "x") (func (export "f") (data.drop 0)))'],
+    ['passive_element_segments', '(module (table 1 funcref) (func $f) (elem func $f) (func (export "g") (elem.drop 0)))'],
+    ['start_function_imports', '(module (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32))) (func $s (drop (call $y))) (start $s))'],
+    ['v128_global', '(module (global (mut v128) (v128.const i32x4 0 0 0 0)))']
+  ])('falls back to a new instance per call for %s, and says why', async (reason, source) => {
+    const p = await plan(source)
+    expect(p).toMatchObject({ mode: 'new-instance', reason })
+    expect(p.mode === 'new-instance' && p.detail.length > 20).toBe(true)
+  })
+
+  test('passive segments without data.drop/elem.drop (memory.init, table.init only) do not prevent a reset', async () => {
+    expect(await plan('(module (memory 1) (data "x") (table 1 funcref) (func $f) (elem func $f) (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 1)) (table.init 0 (i32.const 0) (i32.const 0) (i32.const 1))))')).toEqual({ mode: 'reset' })
+  })
+
+  test.each([
+    ['nothing', '(func (drop (table.get 0 (i32.const 0))) (drop (table.size 0)) (call_indirect (i32.const 0)))', { tableWrites: false, dataDrop: false, elemDrop: false }],
+    ['table.set', '(func (table.set 0 (i32.const 0) (ref.null func)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.grow', '(func (drop (table.grow 0 (ref.null func) (i32.const 1))))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.fill', '(func (table.fill 0 (i32.const 0) (ref.null func) (i32.const 1)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['table.copy', '(func (table.copy (i32.const 0) (i32.const 0) (i32.const 1)))', { tableWrites: true, dataDrop: false, elemDrop: false }],
+    ['data.drop', '(data "x") (func (data.drop 0))', { tableWrites: false, dataDrop: true, elemDrop: false }],
+    ['elem.drop', '(elem func 0) (func (elem.drop 0))', { tableWrites: false, dataDrop: false, elemDrop: true }],
+    ['SIMD, immediates that look like opcodes', '(func (drop (v128.const i32x4 0x26262626 0xfc0dfc09 0x26 0x26)) (drop (i32.const 0x26)) (drop (i64.const 0xfc0d)) (drop (f64.const 1.5)) (drop (i8x16.extract_lane_u 3 (v128.load offset=38 (i32.const 0)))))', { tableWrites: false, dataDrop: false, elemDrop: false }]
+  ])('the code scan finds %s', async (_, body, facts) => {
+    const info = parseModule(await wat(`(module (memory 1) (table 2 funcref) (type (func)) ${body})`), parseLimitsFor(LIMITS.memoryBytes))
+    expect(info.code).toEqual(facts)
+  })
+
+  test('a mutable table is restored; a table no instruction writes is not even exported to the host', async () => {
+    const exported = async (source: string): Promise<string[]> => WebAssembly.Module.exports((await load(await wat(source))).module).map(e => e.name).filter(n => n.startsWith('wph:'))
+    const base = '(memory (export "memory") 1) (table 2 funcref) (func (export "execute") (param i32 i32) (result i32 i32) (i32.const 0) (i32.const 0))'
+    expect(await exported(`(module ${base} (global (mut i32) (i32.const 0)) (global i32 (i32.const 0)))`)).toEqual(['wph:state:global:0'])
+    expect(await exported(`(module ${base} (func (table.set 0 (i32.const 0) (ref.null func))))`)).toEqual(['wph:state:table:0'])
+  })
+
+  test('an immutable v128 global, or a declarative element segment, does not prevent a reset', async () => {
+    expect(await plan('(module (global v128 (v128.const i32x4 1 2 3 4)) (func $f) (elem declare func $f))')).toEqual({ mode: 'reset' })
+  })
+
+  test('a guest export under the host\'s reserved names is refused at upload', async () => {
+    const bytes = await wat('(module (memory (export "memory") 1) (global (export "wph:state:global:0") (mut i32) (i32.const 0)) (func (export "execute") (param i32 i32) (result i32 i32) (i32.const 0) (i32.const 0)))')
+    expect(() => inspectModule(bytes, LIMITS, undefined, false)).toThrow(/reserved by the host/)
+  })
+})
+
+describe('reset instances against new instances', () => {
+  let json: Awaited<ReturnType<typeof load>>
+  let wasi: Awaited<ReturnType<typeof load>>
+  beforeAll(async () => {
+    json = await load(await watFixture('state-json'))
+    wasi = await load(await watFixture('state-wasi'), true)
+  })
+
+  test('json: random sequences of calls answer the same, and every call starts from the initial state', () => {
+    const fresh = new MemoryPool()
+    const baseline = outcome(() => runSandboxed(call(json, 'observe', '"probe"'), fresh))
+    expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
+    let key = 0
+    fc.assert(fc.property(
+      fc.array(fc.record({ op: fc.constantFrom(...JSON_OPS), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
+      (calls) => {
+        const resets = new ResetInstances(new MemoryPool())
+        const k = `plugin-${key++}`
+        for (const { op, text } of calls) {
+          const input = JSON.stringify(text)
+          const expected = outcome(() => runSandboxed(call(json, op, input), fresh))
+          expect(outcome(() => resets.run(k, call(json, op, input)))).toBe(expected)
+          // What the next call sees: exactly what a new instance sees.
+          expect(outcome(() => resets.run(k, call(json, 'observe', '"probe"')))).toBe(baseline)
+        }
+        // The reset path was taken: an instance is made again only after a call grew memory
+        // or a table (they cannot shrink).
+        const grew = calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length
+        expect(resets.stats.created).toBe(1 + grew)
+        expect(resets.stats.dropped).toBe(grew)
+      }
+    ), { numRuns: 60 })
+  })
+
+  test('wasi: random sequences of calls (writes, grow, trap, proc_exit 0 and 3) answer the same, from the initial state', () => {
+    const fresh = new MemoryPool()
+    const baseline = outcome(() => runSandboxed(call(wasi, '_start', 'o'), fresh))
+    expect(baseline).toMatch(/^ok [0-9a-f]{16}$/)
+    let key = 0
+    fc.assert(fc.property(
+      fc.array(fc.record({ op: fc.constantFrom(...WASI_OPS), text: fc.string({ maxLength: 20 }) }), { minLength: 1, maxLength: 12 }),
+      (calls) => {
+        const resets = new ResetInstances(new MemoryPool())
+        const k = `wasi-${key++}`
+        for (const { op, text } of calls) {
+          const expected = outcome(() => runSandboxed(call(wasi, '_start', op + text), fresh))
+          expect(outcome(() => resets.run(k, call(wasi, '_start', op + text)))).toBe(expected)
+          expect(outcome(() => resets.run(k, call(wasi, '_start', 'o')))).toBe(baseline)
+        }
+        expect(resets.stats.created).toBe(1 + calls.filter(c => c.op === 'g').length)
+      }
+    ), { numRuns: 60 })
+  })
+
+  test('each call gets its own WASI context on a kept instance: stdin, stdout and exit code are per call', () => {
+    const resets = new ResetInstances(new MemoryPool())
+    const a = outcome(() => resets.run('w', call(wasi, '_start', 'wAAAA')))
+    expect(outcome(() => resets.run('w', call(wasi, '_start', 'eB')))).toMatch(/^PLUGIN_EXIT 3 /)
+    expect(outcome(() => resets.run('w', call(wasi, '_start', 'wAAAA')))).toBe(a)
+    expect(resets.stats).toEqual({ created: 1, reused: 2, dropped: 0 })
+  })
+
+  test('instances are kept per key, and a kept instance is never shared between keys', () => {
+    const resets = new ResetInstances(new MemoryPool())
+    const first = outcome(() => resets.run('a', call(json, 'write', '"1"')))
+    expect(outcome(() => resets.run('b', call(json, 'write', '"1"')))).toBe(first)
+    expect(resets.size).toBe(2)
+  })
+})
+
+describe('what a worker keeps is bounded by bytes (security issue 16)', () => {
+  const PAGE = 65536
+
+  test('free memories: a memory over the budget is not kept; older shapes make room for newer ones', () => {
+    const pool = new MemoryPool(8 * PAGE)
+    const big = pool.acquire(16, 16)
+    pool.release(big, 16, 16)
+    expect(pool.bytes).toBe(0)
+    for (const pages of [3, 4, 5]) pool.release(pool.acquire(pages, 16), pages, 16)
+    expect(pool.bytes).toBeLessThanOrEqual(8 * PAGE)
+    expect(pool.bytes).toBe(5 * PAGE) // the 3- and 4-page shapes went first (least recently used)
+    const again = pool.acquire(5, 16)
+    expect(pool.stats.reused).toBe(1)
+    expect(pool.bytes).toBe(0)
+    pool.release(again, 5, 16)
+  })
+
+  test('kept instances count against the same budget; free memories go before instances, least recently used first', async () => {
+    const pool = new MemoryPool(3 * PAGE)
+    const resets = new ResetInstances(pool)
+    const echo = await load(await watFixture('state-json')) // 1 page + its image
+    for (let i = 0; i < 5; i++) outcome(() => resets.run(`p${i}`, call(echo, 'observe', '"x"')))
+    expect(pool.bytes).toBeLessThanOrEqual(3 * PAGE)
+    expect(resets.size).toBe(2)
+    // The most recent ones are kept: p4 is reset, not created again.
+    const created = resets.stats.created
+    outcome(() => resets.run('p4', call(echo, 'observe', '"x"')))
+    expect(resets.stats.created).toBe(created)
+  })
+
+  test('an instance whose memory alone is over the budget is never kept', async () => {
+    const pool = new MemoryPool(PAGE / 2)
+    const resets = new ResetInstances(pool)
+    const p = await load(await watFixture('state-json'))
+    const a = outcome(() => resets.run('k', call(p, 'write', '"x"')))
+    expect(outcome(() => resets.run('k', call(p, 'write', '"x"')))).toBe(a)
+    expect(resets.size).toBe(0)
+    expect(pool.bytes).toBe(0)
+  })
+})
