@@ -6,8 +6,8 @@ import { serviceError } from '../errors'
 
 const WASM_MAGIC = Buffer.from([0x00, 0x61, 0x73, 0x6d])
 
-// The proposals V8 (Node 24) runs by default; the service's validator decides what it accepts.
-const WAT_FEATURES = {
+/** The proposals V8 (Node 24) runs by default (also the test fixtures'); the service's validator decides what it accepts. */
+export const WAT_FEATURES = {
   multi_value: true,
   bulk_memory: true,
   mutable_globals: true,
