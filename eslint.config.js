@@ -4,5 +4,5 @@ const neostandard = require('neostandard')
 module.exports = neostandard({
   ts: true,
   filesTs: ['**/*.mts'],
-  ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.cache/**', 'examples/**/build/**']
+  ignores: ['dist/**', 'templates/**', 'node_modules/**', 'coverage/**', '.cache/**', 'examples/**/build/**']
 })

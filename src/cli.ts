@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // The command line: `serve` (the service), `run` (load and execute one plugin with the same
-// sandbox, limits and ABIs as the service: what a plugin author uses before uploading), and
-// `inspect` (the descriptor, or what the service would refuse and why).
+// sandbox, limits and ABIs as the service: what a plugin author uses before uploading),
+// `inspect` (the descriptor, or what the service would refuse and why) and `new` (a plugin
+// scaffold that builds and runs at once). bin/wasm-plugin-host.js starts it on Node 24.
 //
 // Exit codes: 0 ok; 1 the plugin failed at run time (trap, exit, deadline, bad output; for a
 // wasi plugin that exited non-zero, its own exit code); 2 usage or configuration error;
 // 3 the service would refuse the module or manifest.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
+import { basename, join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
+import { fileStem, readModuleFile } from './cli/module-source'
+import { UsageError, parseGrants, requireDirectory } from './cli/run-options'
+import type { Grants } from './cli/run-options'
+import { scaffold, templatesHelp } from './cli/scaffold'
+import { loopSummary } from './cli/timing'
 import { ConfigError, loadConfig } from './config'
 import type { Config } from './config'
 import { isServiceError } from './errors'
@@ -24,29 +31,47 @@ const HELP: Record<string, string> = {
   main: `usage: wasm-plugin-host <command> [options]
 
 commands:
-  serve                 run the HTTP service (configured by environment variables, see README)
-  run <plugin.wasm>     load and execute a plugin once, as the service would
-  inspect <plugin.wasm> print the plugin's descriptor, or why the service would refuse it
+  run <plugin.wasm|.wat>     load and execute a plugin, as the service would
+  inspect <plugin.wasm|.wat> print the plugin's descriptor, or why the service would refuse it
+  new <template> <name>      create ./<name>/: a plugin that builds (./build.sh) and runs at once
+  serve                      run the HTTP service (configured by environment variables, see README)
 
-wasm-plugin-host <command> --help for the options of a command.
+wasm-plugin-host <command> --help for the options of a command; --version for the version.
 exit codes: 0 ok, 1 plugin failed at run time, 2 usage/configuration error, 3 refused module/manifest`,
   serve: `usage: wasm-plugin-host serve
 
 Runs the service on HOST:PORT (default 127.0.0.1:8080) with data in DATA_DIR (./data).
 Every setting is an environment variable; see the README's configuration table.`,
-  run: `usage: wasm-plugin-host run <plugin.wasm> [--input JSON | < input] [options]
+  run: `usage: wasm-plugin-host run <plugin.wasm|plugin.wat> [--input TEXT | < input] [options]
 
-  --input TEXT       the call's input (default: standard input; empty when stdin is a terminal)
-  --manifest FILE    a manifest JSON file, as uploaded with the plugin
-  --function NAME    json ABI: the export to call (default execute, run, main)
-  --volume-dir DIR   host directory for the plugin's "@plugin" volume (default: a temp dir, removed after)
+  --input TEXT         the call's input (default: standard input; empty, with a note, when it is a terminal)
+  --manifest FILE      a manifest JSON file, as uploaded with the plugin; the flags below are merged into it
+  --function NAME      the export to call (json ABI: default execute, run, main)
+  --loop N             run N calls, print the last output and a timing summary on standard error
+  --volume-dir DIR     an existing host directory for the plugin's "@plugin" volume (default: a temp dir, removed after)
+grants and limits (the author is the operator here: each flag also allows what it asks for):
+  --wasi               grant WASI preview1 (a json plugin built as a WASI reactor needs it)
+  --dir HOST[::GUEST][:ro]
+                       preopen the host directory HOST at GUEST (default: HOST's absolute path), read-write
+                       unless :ro; repeatable; implies --wasi
+  --env K=V            set an environment variable for the plugin; repeatable; implies --wasi
+  --timeout MS         limits.timeoutMs (500, 500ms, 2s); at most MAX_TIMEOUT_MS, as on the service
+  --memory SIZE        limits.memoryBytes (bytes, or 64MiB, 512KiB, 1GiB: whole 64 KiB pages); at most MAX_MEMORY_BYTES
+  --config K=V         extism ABI: a config entry (config_get); repeatable
+  --allow-host HOST    extism ABI: a host http_request may reach (capabilities.http.allowedHosts); repeatable
 
-Prints the output (stdout of a wasi plugin) on standard output; errors as JSON on standard error.
-Limits, grants and ABI detection follow the same environment variables as the service.`,
-  inspect: `usage: wasm-plugin-host inspect <plugin.wasm> [--manifest FILE]
+A .wat file is compiled with wabt first. Prints the output (stdout of a wasi plugin) on standard
+output; errors as JSON on standard error. Other limits, and ABI detection, follow the same
+environment variables as the service.`,
+  inspect: `usage: wasm-plugin-host inspect <plugin.wasm|plugin.wat> [--manifest FILE]
 
 Prints the descriptor the service would store ({name, abi, exports, imports, entries, limits, ...}),
-or, with exit code 3, the error it would answer ({code, message, details}).`
+or, with exit code 3, the error it would answer ({code, message, details}).`,
+  new: `usage: wasm-plugin-host new <template> <name> [--dir DIR]
+
+Creates ./<name>/ (or DIR): a plugin named <name> with its source, build.sh and manifest.json,
+that builds and runs at once. Templates:
+${templatesHelp()}`
 }
 
 function fail (code: number, message: string): never {
@@ -63,46 +88,97 @@ function errorJson (err: unknown): string {
   return JSON.stringify({ code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) })
 }
 
+function version (): string {
+  const pkg = JSON.parse(readFileSync(resolve(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  return `wasm-plugin-host ${pkg.version} (Node.js ${process.version})`
+}
+
 async function readStdin (): Promise<Buffer> {
-  if (process.stdin.isTTY === true) return Buffer.alloc(0)
+  if (process.stdin.isTTY === true) {
+    // Reading a terminal would wait for Ctrl-D with no prompt: an author would think it hung.
+    process.stderr.write('wasm-plugin-host: no input: standard input is a terminal and --input is not given; ' +
+      "running with empty input (pass --input TEXT, or pipe it: echo '{}' | wasm-plugin-host run ...)\n")
+    return Buffer.alloc(0)
+  }
   const chunks: Buffer[] = []
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
 }
 
-function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config): ReturnType<typeof describePlugin> & { bytes: Buffer } {
-  if (file === undefined) fail(2, 'missing <plugin.wasm>; see --help')
-  let bytes: Buffer
+/** The configuration from the environment, plus what the run flags allow as the operator. */
+function loadCliConfig (grants?: Grants): Config {
+  const env = { ...process.env }
+  if (grants !== undefined && grants.allowedHosts.length > 0) {
+    env.ALLOWED_HOSTS = [env.ALLOWED_HOSTS ?? '', ...grants.allowedHosts].filter(Boolean).join(',')
+  }
+  let config: Config
+  try {
+    config = loadConfig(env)
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message)
+    throw err
+  }
+  applyV8SandboxFlags(config.maxMemoryBytes, config.maxTableElements)
+  if (grants === undefined) return config
+  return Object.freeze({
+    ...config,
+    volumes: new Map([...config.volumes, ...grants.volumes.map(v => [v.name, v] as const)]),
+    allowedEnv: new Set([...config.allowedEnv, ...grants.allowedEnv])
+  })
+}
+
+async function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config, grants?: Grants): Promise<ReturnType<typeof describePlugin> & { bytes: Buffer }> {
+  if (file === undefined) throw new UsageError('missing <plugin.wasm>; see --help')
   let manifestText: string | undefined
   try {
-    bytes = readFileSync(file)
     manifestText = manifestFile !== undefined ? readFileSync(manifestFile, 'utf8') : undefined
   } catch (err) {
-    fail(2, `cannot read: ${(err as Error).message}`)
+    throw new UsageError(`cannot read: ${(err as Error).message}`)
   }
-  const manifest = parseManifest(manifestText)
-  const stem = basename(file).replace(/\.wasm$/i, '').toLowerCase()
+  let bytes: Buffer
+  try {
+    bytes = await readModuleFile(file)
+  } catch (err) {
+    if (isServiceError(err)) throw err
+    throw new UsageError(`cannot read: ${(err as Error).message}`)
+  }
+  let manifest = parseManifest(manifestText)
+  // The flags' additions pass the same schema as a manifest file would.
+  if (grants !== undefined) manifest = parseManifest(JSON.stringify(grants.apply(manifest as Record<string, unknown>)))
+  const stem = fileStem(basename(file))
   const name = manifest.name ?? (nameRegExp.test(stem) ? stem : 'plugin')
   return { ...describePlugin(name, bytes, manifest, config), bytes }
 }
 
-async function runCommand (args: string[], config: Config): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      input: { type: 'string' },
-      manifest: { type: 'string' },
-      function: { type: 'string' },
-      'volume-dir': { type: 'string' },
-      help: { type: 'boolean' }
-    }
-  })
+const RUN_OPTIONS = {
+  input: { type: 'string' },
+  manifest: { type: 'string' },
+  function: { type: 'string' },
+  loop: { type: 'string' },
+  'volume-dir': { type: 'string' },
+  wasi: { type: 'boolean' },
+  dir: { type: 'string', multiple: true },
+  env: { type: 'string', multiple: true },
+  timeout: { type: 'string' },
+  memory: { type: 'string' },
+  config: { type: 'string', multiple: true },
+  'allow-host': { type: 'string', multiple: true },
+  help: { type: 'boolean' }
+} as const
+
+async function runCommand (args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_OPTIONS })
   if (values.help === true) { process.stdout.write(`${HELP.run ?? ''}\n`); return 0 }
-  let plugin: ReturnType<typeof loadPlugin>
+  const loops = values.loop === undefined ? 1 : Number(values.loop)
+  if (!Number.isInteger(loops) || loops < 1) throw new UsageError(`--loop '${values.loop ?? ''}': expected a whole number of calls, at least 1`)
+  if (values['volume-dir'] !== undefined) requireDirectory('--volume-dir', values['volume-dir'])
+  const grants = parseGrants(values)
+  const config = loadCliConfig(grants)
+  let plugin: Awaited<ReturnType<typeof loadPlugin>>
   try {
-    plugin = loadPlugin(positionals[0], values.manifest, config)
+    plugin = await loadPlugin(positionals[0], values.manifest, config, grants)
   } catch (err) {
+    if (err instanceof UsageError) throw err
     process.stderr.write(`${errorJson(err)}\n`)
     return 3
   }
@@ -111,8 +187,10 @@ async function runCommand (args: string[], config: Config): Promise<number> {
   const volumeDir = values['volume-dir'] ?? mkdtempSync(join(tmpdir(), 'wph-volume-'))
   const pool = new WorkerPool({ workers: 1, queueMax: 1, queueTimeoutMs: 60_000, pluginConcurrency: 1 })
   try {
+    const compileStart = performance.now()
     const module = await WebAssembly.compile(inspection.rewritten as Uint8Array<ArrayBuffer>)
-    const result = await pool.execute({
+    const compileMs = performance.now() - compileStart
+    const request = {
       plugin: descriptor.name,
       module,
       abi: descriptor.abi,
@@ -122,9 +200,19 @@ async function runCommand (args: string[], config: Config): Promise<number> {
       timeoutMs: descriptor.limits.timeoutMs,
       outputBytes: descriptor.limits.outputBytes,
       wasi: wasiSpec(descriptor, config, volumeDir)
-    })
-    if (result.stderr !== undefined) process.stderr.write(result.stderr)
-    process.stdout.write(result.output)
+    }
+    const workerMs: number[] = []
+    const roundTripMs: number[] = []
+    let result: Awaited<ReturnType<WorkerPool['execute']>> | undefined
+    for (let i = 0; i < loops; i++) {
+      const started = performance.now()
+      result = await pool.execute(request)
+      roundTripMs.push(performance.now() - started)
+      workerMs.push(result.durationMs)
+    }
+    if (result?.stderr !== undefined) process.stderr.write(result.stderr)
+    if (result !== undefined) process.stdout.write(result.output)
+    if (values.loop !== undefined) process.stderr.write(`${loopSummary(workerMs, roundTripMs, compileMs)}\n`)
     return 0
   } catch (err) {
     process.stderr.write(`${errorJson(err)}\n`)
@@ -139,18 +227,29 @@ async function runCommand (args: string[], config: Config): Promise<number> {
   }
 }
 
-function inspectCommand (args: string[], config: Config): number {
+async function inspectCommand (args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { manifest: { type: 'string' }, help: { type: 'boolean' } } })
   if (values.help === true) { process.stdout.write(`${HELP.inspect ?? ''}\n`); return 0 }
+  const config = loadCliConfig()
   try {
-    const { descriptor, inspection } = loadPlugin(positionals[0], values.manifest, config)
+    const { descriptor, inspection } = await loadPlugin(positionals[0], values.manifest, config)
     const { createdAt: _c, updatedAt: _u, ...rest } = descriptor
     process.stdout.write(`${JSON.stringify({ ...rest, memory: inspection.memory ?? null }, null, 2)}\n`)
     return 0
   } catch (err) {
+    if (err instanceof UsageError) throw err
     process.stdout.write(`${errorJson(err)}\n`)
     return 3
   }
+}
+
+function newCommand (args: string[]): number {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { dir: { type: 'string' }, help: { type: 'boolean' } } })
+  if (values.help === true) { process.stdout.write(`${HELP.new ?? ''}\n`); return 0 }
+  if (positionals.length > 2) throw new UsageError(`unexpected '${positionals[2] ?? ''}'; see new --help`)
+  const { next } = scaffold(positionals[0], positionals[1], values.dir)
+  process.stdout.write(`${next}\n`)
+  return 0
 }
 
 export async function cli (argv: string[]): Promise<number> {
@@ -159,33 +258,33 @@ export async function cli (argv: string[]): Promise<number> {
     process.stdout.write(`${HELP.main ?? ''}\n`)
     return command === undefined ? 2 : 0
   }
-  let config: Config
-  try {
-    config = loadConfig()
-  } catch (err) {
-    if (err instanceof ConfigError) fail(2, err.message)
-    throw err
-  }
-  applyV8SandboxFlags(config.maxMemoryBytes, config.maxTableElements)
   try {
     switch (command) {
+      case '--version': case '-v': case 'version':
+        process.stdout.write(`${version()}\n`)
+        return 0
       case 'serve':
         if (rest.includes('--help')) { process.stdout.write(`${HELP.serve ?? ''}\n`); return 0 }
-        await start(config)
+        await start(loadCliConfig())
         return -1 // keeps running
-      case 'run': return await runCommand(rest, config)
-      case 'inspect': return inspectCommand(rest, config)
-      default: fail(2, `unknown command '${command}'; see --help`)
+      case 'run': return await runCommand(rest)
+      case 'inspect': return await inspectCommand(rest)
+      case 'new': return newCommand(rest)
+      default: throw new UsageError(`unknown command '${command}'; see --help`)
     }
   } catch (err) {
+    if (err instanceof UsageError) fail(2, err.message)
     if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS') === true) fail(2, `${err.message}; see ${command} --help`)
     throw err
   }
 }
 
-if (require.main === module) {
-  cli(process.argv.slice(2)).then(code => { if (code >= 0) process.exitCode = code }, (err: unknown) => {
+/** Runs the command line and sets the exit code (bin/wasm-plugin-host.js calls this). */
+export function main (argv: string[]): void {
+  cli(argv).then(code => { if (code >= 0) process.exitCode = code }, (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
     process.exitCode = 1
   })
 }
+
+if (require.main === module) main(process.argv.slice(2))

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import wabtInit from 'wabt'
+import { WAT_FEATURES } from '../../src/cli/module-source'
 
 const root = resolve(__dirname, '..', '..')
 const cacheDir = join(root, '.cache', 'fixtures')
@@ -13,16 +14,6 @@ export const fixturesDir = join(root, 'test', 'fixtures', 'plugins')
 
 type Wabt = Awaited<ReturnType<typeof wabtInit>>
 let wabt: Promise<Wabt> | undefined
-
-const watFeatures = {
-  multi_value: true,
-  bulk_memory: true,
-  mutable_globals: true,
-  sign_extension: true,
-  sat_float_to_int: true,
-  reference_types: true,
-  simd: true
-}
 
 function cached (key: string, ext: string, build: () => Buffer): Buffer {
   const file = join(cacheDir, `${createHash('sha256').update(key).digest('hex').slice(0, 24)}${ext}`)
@@ -39,7 +30,7 @@ function cached (key: string, ext: string, build: () => Buffer): Buffer {
 export async function wat (source: string): Promise<Buffer> {
   wabt ??= wabtInit()
   const w = await wabt
-  const mod = w.parseWat('fixture.wat', source, watFeatures)
+  const mod = w.parseWat('fixture.wat', source, WAT_FEATURES)
   try {
     return Buffer.from(mod.toBinary({ write_debug_names: false }).buffer)
   } finally {
