@@ -6,6 +6,7 @@ import { isArrayBuffer } from 'node:util/types'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
+import type { ServiceError } from '../../errors'
 import { pickEntry, wasiSpec } from '../../registry/call'
 import { isJson } from '../../sandbox/abi-json'
 import { NAME_PATTERN } from '../../registry/manifest'
@@ -21,6 +22,8 @@ export interface ExecuteRoutesOptions {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
+/** The tail of a plugin's stderr that goes into the log line. */
+const LOG_STDERR_CHARS = 2048
 
 function parseJson (bytes: Uint8Array, what: string): { ok: true, value: unknown } | { ok: false, message: string } {
   try {
@@ -84,7 +87,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         // A key per plugin version: a PUT (new bytes, limits or manifest) gets new instances.
         reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined
       })
-      if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-2048) }, 'plugin stderr')
+      if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-LOG_STDERR_CHARS) }, 'plugin stderr')
       let contentType = 'application/json'
       if (entry.validateOutput !== undefined) {
         const parsed = parseJson(result.output, 'output')
@@ -103,6 +106,11 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         .type(contentType)
         .send(Buffer.from(result.output.buffer, result.output.byteOffset, result.output.byteLength))
     } catch (err) {
+      // A plugin that exited or trapped usually said why on stderr: the log keeps it too.
+      const stderr = isServiceError(err) ? err.details?.stderr : undefined
+      if (typeof stderr === 'string' && stderr !== '') {
+        request.log.info({ plugin: name, code: (err as ServiceError).code, stderr: stderr.slice(-LOG_STDERR_CHARS) }, 'plugin stderr')
+      }
       metrics.executed(name, isServiceError(err) ? err.code.toLowerCase() : 'internal', undefined)
       reply.header('x-plugin-version', d.version).header('server-timing', 'plugin;dur=0')
       throw err
