@@ -40,6 +40,26 @@ const millionFunctions = (): Buffer => {
 }
 
 const fast = { limits: { timeoutMs: 200 } }
+
+/** What wasi-symlink-out prints: no way out was made, nothing was read through one. */
+function symlinkOutTranscript (text: string): void {
+  const PERM = 63
+  const NOENT = 44
+  const NOTCAPABLE = 76
+  const expected = [
+    `symlink absolute canary: errno=${PERM}`, `read abs: errno=${NOENT}`,
+    `symlink /: errno=${PERM}`, `read root/etc/passwd: errno=${NOENT}`
+  ]
+  for (let ups = 1; ups <= 6; ups++) {
+    const target = `${'../'.repeat(ups)}canary.txt`
+    expected.push(`symlink ${target}: errno=${PERM}`, `read up${ups}: errno=${NOENT}`)
+  }
+  for (let ups = 1; ups <= 6; ups++) {
+    const target = `${'../'.repeat(ups)}canary.txt`
+    expected.push(`symlink ${target} at depth ${ups}: ok`, `rename to moved${ups}: ok`, `read moved${ups}: errno=${NOTCAPABLE}`)
+  }
+  expect(text.trimEnd().split('\n')).toEqual(expected)
+}
 const cases: Case[] = [
   { name: 'loop-entry', module: async () => watFixture('hostile'), manifest: fast, ...fn('loop', 504, 'DEADLINE_EXCEEDED') },
   { name: 'loop-start', module: async () => watFixture('start-loop'), manifest: fast, call: { status: 504, code: 'DEADLINE_EXCEEDED' } },
@@ -80,6 +100,17 @@ const cases: Case[] = [
   { name: 'renamed-txt', module: async () => watFixture('echo'), filename: 'notes.txt', call: { status: 200, code: 'ok' } },
   { name: 'wasi-escapes', needsClang: true, module: () => cFixture('wasi-escape'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: 'escape', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(text).toMatch(/errno=/) } },
   { name: 'fd-exhaustion', needsClang: true, module: () => cFixture('svc-wasi-fds'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).opened).toBeLessThanOrEqual(512) } },
+  // A guest's own symlinks that lead out (absolute, `..` chains) are refused, in its @plugin
+  // volume and in an rw operator volume; ones made inside and moved up are refused when read.
+  ...(['@plugin', 'escape'] as const).map((volume): Case => ({
+    name: `symlink-out-${volume === '@plugin' ? 'plugin' : 'operator'}`,
+    needsClang: true,
+    module: () => cFixture('wasi-symlink-out'),
+    get manifest () {
+      return { capabilities: { wasi: { args: ['prog', realpathSync(join(root, 'canary.txt'))], preopens: [{ guest: '/data', volume, mode: 'rw' }] } } }
+    },
+    call: { status: 200, code: 'ok', body: symlinkOutTranscript }
+  })),
   { name: 'disk-quota', needsClang: true, module: () => cFixture('svc-wasi-fill'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } }
 ]
 

@@ -21,6 +21,7 @@ import { BoundedSink, TailSink } from './sinks'
 import { fdSyscalls } from './syscalls-fd'
 import { miscSyscalls } from './syscalls-misc'
 import { pathSyscalls } from './syscalls-path'
+import { ExactTimes } from './times'
 import { measureUsage, Quota, Volume } from './volume'
 
 export { WasiExit } from './errors'
@@ -168,6 +169,7 @@ export function createWasi (options: WasiOptions): Wasi {
     jail,
     args: options.args.map((a) => encode(`${a}\0`)),
     env: Object.entries(options.env).map(([k, v]) => encode(`${k}=${v}\0`)),
+    times: new ExactTimes(),
     deadline: options.deadline
   }
   const impl: WasiImports = { ...fdSyscalls(ctx), ...pathSyscalls(ctx), ...miscSyscalls(ctx) }

@@ -1,6 +1,6 @@
 // A preopened host directory as a policy object: is it writable, and how many bytes may the
 // guest still store in it. The byte quota is per host directory (a plugin's private volume),
-// counted in file sizes (st_size; directories and symlinks count 0).
+// counted in file sizes (st_size; a symlink's is its target's length; directories count 0).
 import { lstatSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Errno } from './errno'
@@ -51,7 +51,7 @@ export function measureUsage (root: string, limit = USAGE_WALK_LIMIT): number {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) {
         dirs.push(path)
-      } else if (entry.isFile()) {
+      } else if (entry.isFile() || entry.isSymbolicLink()) {
         const st = lstatSync(path, { bigint: true })
         if (st.nlink > 1n) {
           const key = `${st.dev}:${st.ino}`
