@@ -14,6 +14,13 @@ export class GuestError extends Error {
     this.code = code
     this.details = details
   }
+
+  /** The same error with `extra` added to its details. */
+  withDetails (extra: Record<string, unknown>): GuestError {
+    const err = new GuestError(this.code, this.message, { ...this.details, ...extra })
+    err.stack = this.stack
+    return err
+  }
 }
 
 const TRAP_KINDS: Array<[RegExp, string]> = [

@@ -32,9 +32,9 @@ export interface SandboxOutput {
   stderr: Uint8Array | undefined
 }
 
-/** How much of stdout/stderr a PLUGIN_EXIT error carries back. */
+/** How much of stdout/stderr a PLUGIN_EXIT (and stderr a PLUGIN_TRAP) error carries back. */
 const TAIL_BYTES = 4096
-/** stderr kept per call (a tail) for the log and PLUGIN_EXIT details. */
+/** stderr kept per call (a tail) for the log and PLUGIN_EXIT / PLUGIN_TRAP details. */
 const STDERR_BYTES = 64 * 1024
 
 const utf8 = new TextDecoder()
@@ -77,7 +77,9 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
     if (wasi !== undefined) imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
     return runOn(call, () => new WebAssembly.Instance(call.module, imports), memory, wasi)
   } catch (err) {
-    throw classifyGuestThrow(err)
+    const e = classifyGuestThrow(err)
+    // What the guest said before it trapped (a Rust panic message, a C assert) is why it did.
+    throw e.code === 'PLUGIN_TRAP' && wasi !== undefined ? e.withDetails({ stderr: tail(wasi.stderr()) }) : e
   } finally {
     wasi?.close()
     if (memory !== undefined && call.memory !== undefined) pool.release(memory, call.memory.initial, call.memory.maximum)

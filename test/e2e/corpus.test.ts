@@ -6,13 +6,15 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlink
 import { join } from 'node:path'
 import { FormData, request } from 'undici'
 import { removeDir, tempDir } from '../helpers/build-app'
-import { cFixture, hasClang, wat, watFixture } from '../helpers/fixtures'
+import { cFixture, hasClang, hasRust, rustFixture, wat, watFixture } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 
 const CANARY = 'CANARY-corpus-91c2'
 const toolchain = hasClang()
 if (!toolchain && process.env.REQUIRE_TOOLCHAINS === '1') throw new Error('clang-14 for wasm32-wasi is required (REQUIRE_TOOLCHAINS=1)')
+const rust = hasRust()
+if (!rust && process.env.REQUIRE_TOOLCHAINS === '1') throw new Error('rustc with the wasm32-wasi standard library is required (REQUIRE_TOOLCHAINS=1)')
 
 interface Expect { status: number, code?: string, trap?: string, body?: (text: string) => void }
 interface Case {
@@ -24,6 +26,7 @@ interface Case {
   upload?: { status: number, code: string }
   call?: Expect & { input?: string, query?: string }
   needsClang?: boolean
+  needsRust?: boolean
 }
 
 const fn = (name: string, status: number, code: string, trap?: string): Pick<Case, 'call'> =>
@@ -38,6 +41,26 @@ const millionFunctions = (): Buffer => {
 
 const fast = { limits: { timeoutMs: 200 } }
 const plugin = { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
+
+/** What wasi-symlink-out prints: no way out was made, nothing was read through one. */
+function symlinkOutTranscript (text: string): void {
+  const PERM = 63
+  const NOENT = 44
+  const NOTCAPABLE = 76
+  const expected = [
+    `symlink absolute canary: errno=${PERM}`, `read abs: errno=${NOENT}`,
+    `symlink /: errno=${PERM}`, `read root/etc/passwd: errno=${NOENT}`
+  ]
+  for (let ups = 1; ups <= 6; ups++) {
+    const target = `${'../'.repeat(ups)}canary.txt`
+    expected.push(`symlink ${target}: errno=${PERM}`, `read up${ups}: errno=${NOENT}`)
+  }
+  for (let ups = 1; ups <= 6; ups++) {
+    const target = `${'../'.repeat(ups)}canary.txt`
+    expected.push(`symlink ${target} at depth ${ups}: ok`, `rename to moved${ups}: ok`, `read moved${ups}: errno=${NOTCAPABLE}`)
+  }
+  expect(text.trimEnd().split('\n')).toEqual(expected)
+}
 const cases: Case[] = [
   { name: 'loop-entry', module: async () => watFixture('hostile'), manifest: fast, ...fn('loop', 504, 'DEADLINE_EXCEEDED') },
   { name: 'loop-start', module: async () => watFixture('start-loop'), manifest: fast, call: { status: 504, code: 'DEADLINE_EXCEEDED' } },
@@ -65,6 +88,9 @@ const cases: Case[] = [
   { name: 'trap-table-oob', module: async () => watFixture('traps'), ...fn('table_oob', 422, 'PLUGIN_TRAP') },
   { name: 'trap-null-function', module: async () => watFixture('traps'), ...fn('null_function', 422, 'PLUGIN_TRAP') },
   { name: 'trap-oob-store', module: async () => watFixture('traps'), ...fn('oob_store', 422, 'PLUGIN_TRAP', 'out of bounds memory access') },
+  // A trap keeps what the guest said before it: a Rust panic's message, a reactor's complaint.
+  { name: 'rust-panic', needsRust: true, module: () => rustFixture('wasi-panic'), call: { status: 422, code: 'PLUGIN_TRAP', trap: 'unreachable', body: text => expect(JSON.parse(text).details.stderr).toMatch(/panicked at[^]*the plugin cannot handle "\{\}"/) } },
+  { name: 'trap-reactor-stderr', module: async () => watFixture('wasi-reactor-trap'), manifest: { capabilities: { wasi: {} } }, call: { status: 422, code: 'PLUGIN_TRAP', trap: 'unreachable', body: text => expect(JSON.parse(text).details.stderr).toBe("reactor: the input has no 'id'\n") } },
   { name: 'exit-0-start', module: async () => Buffer.from(await wat(readFileSync(join(__dirname, '../fixtures/plugins/wasi-exit.wat'), 'utf8').replaceAll('EXIT_CODE', '0'))), call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text)).toEqual({ exit: 0 }) } },
   { name: 'exit-3-start', module: async () => Buffer.from(await wat(readFileSync(join(__dirname, '../fixtures/plugins/wasi-exit.wat'), 'utf8').replaceAll('EXIT_CODE', '3'))), call: { status: 422, code: 'PLUGIN_EXIT', body: text => expect(JSON.parse(text).details).toMatchObject({ exitCode: 3, stdout: '{"exit":3}' }) } },
   { name: 'exit-reactor', module: async () => watFixture('wasi-reactor-exit'), manifest: { capabilities: { wasi: {} } }, call: { status: 422, code: 'PLUGIN_EXIT', body: text => expect(JSON.parse(text).details.exitCode).toBe(5) } },
@@ -81,6 +107,17 @@ const cases: Case[] = [
   { name: 'disk-deep-tree', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'deep 20 250', status: 200, code: 'ok', body: text => expect(JSON.parse(text)).toEqual({ levels: 20, errno: 0 }) } },
   { name: 'disk-orphans', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'orphans 8', status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } },
   { name: 'disk-entries', needsClang: true, module: () => cFixture('svc-wasi-disk'), manifest: plugin, call: { input: 'mkdirs 20000', status: 200, code: 'ok', body: text => expect(JSON.parse(text).made).toBeLessThanOrEqual(1024 * 1024 / 4096) } },
+  // A guest's own symlinks that lead out (absolute, `..` chains) are refused, in its @plugin
+  // volume and in an rw operator volume; ones made inside and moved up are refused when read.
+  ...(['@plugin', 'escape'] as const).map((volume): Case => ({
+    name: `symlink-out-${volume === '@plugin' ? 'plugin' : 'operator'}`,
+    needsClang: true,
+    module: () => cFixture('wasi-symlink-out'),
+    get manifest () {
+      return { capabilities: { wasi: { args: ['prog', realpathSync(join(root, 'canary.txt'))], preopens: [{ guest: '/data', volume, mode: 'rw' }] } } }
+    },
+    call: { status: 200, code: 'ok', body: symlinkOutTranscript }
+  })),
   { name: 'disk-quota', needsClang: true, module: () => cFixture('svc-wasi-fill'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } }
 ]
 
@@ -149,6 +186,10 @@ describe('hostile corpus', () => {
       console.warn(`skipping ${c.name}: clang-14 / wasi-libc not installed`)
       return
     }
+    if (c.needsRust === true && !rust) {
+      console.warn(`skipping ${c.name}: no rustc with the wasm32-wasi standard library`)
+      return
+    }
     const pid = server.child.pid
     const up = await upload(c.name, Buffer.from(await c.module()), c.manifest ?? {}, c.filename)
     expect(up.text).not.toContain(CANARY)
@@ -191,5 +232,10 @@ describe('hostile corpus', () => {
     expect(lines.length).toBeGreaterThan(cases.length)
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow()
     expect(server.output()).not.toContain(CANARY)
+    // A trapped plugin's stderr is in the log too, on the line of its request.
+    const stderrLines = lines.map(l => JSON.parse(l) as { msg?: string, code?: string, plugin?: string, stderr?: string })
+      .filter(l => l.msg === 'plugin stderr' && l.code === 'PLUGIN_TRAP')
+    expect(stderrLines).toContainEqual(expect.objectContaining({ plugin: 'trap-reactor-stderr', stderr: "reactor: the input has no 'id'\n" }))
+    if (rust) expect(stderrLines).toContainEqual(expect.objectContaining({ plugin: 'rust-panic', stderr: expect.stringContaining('the plugin cannot handle') }))
   })
 })

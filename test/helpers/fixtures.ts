@@ -1,5 +1,5 @@
 // Test plugins are built from source at test time: WAT through the `wabt` package, C through
-// clang for wasm32-wasi. Results are cached by content hash under .cache/fixtures so a test
+// clang for wasm32-wasi, Rust through rustc (no cargo, no crates). Results are cached by content hash under .cache/fixtures so a test
 // run compiles each source once, and no binary is ever committed.
 import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
@@ -77,4 +77,58 @@ export function cSource (source: string, options: CBuildOptions = {}): Buffer {
 /** Compiles test/fixtures/plugins/NAME.c. */
 export function cFixture (name: string, options: CBuildOptions = {}): Buffer {
   return cSource(readFileSync(join(fixturesDir, `${name}.c`), 'utf8'), options)
+}
+
+/** A rustc that can build WASI preview1 programs, and the target name it knows them by. */
+export interface RustToolchain { rustc: string, target: string }
+
+let rust: RustToolchain | null | undefined
+
+/**
+ * The first of $RUSTC, Debian's /usr/bin/rustc and the `rustc` on PATH whose standard library
+ * for `wasm32-wasi` (Debian's 1.63: libstd-rust-dev-wasm32) or `wasm32-wasip1` (current Rust)
+ * is installed; undefined when there is none. Probed once per process.
+ */
+export function rustToolchain (): RustToolchain | undefined {
+  if (rust !== undefined) return rust ?? undefined
+  rust = null
+  const candidates = process.env.RUSTC !== undefined && process.env.RUSTC !== '' ? [process.env.RUSTC] : ['/usr/bin/rustc', 'rustc']
+  mkdirSync(cacheDir, { recursive: true })
+  const probe = join(cacheDir, `probe-${process.pid}`)
+  writeFileSync(`${probe}.rs`, 'fn main() {}\n')
+  for (const rustc of candidates) {
+    for (const target of ['wasm32-wasi', 'wasm32-wasip1']) {
+      try {
+        execFileSync(rustc, ['--target', target, `${probe}.rs`, '-o', `${probe}.wasm`], { stdio: 'ignore' })
+        rust = { rustc, target }
+        return rust
+      } catch {
+        // Not this one: no such rustc, or no standard library for that target.
+      }
+    }
+  }
+  return undefined
+}
+
+/** True when rustc can build WASI programs (see rustToolchain). */
+export function hasRust (): boolean {
+  return rustToolchain() !== undefined
+}
+
+/** Compiles a Rust source (text, one file, no crates) to a WASI preview1 command. */
+export function rustSource (source: string): Buffer {
+  const tc = rustToolchain()
+  if (tc === undefined) throw new Error('no rustc with a wasm32-wasi(p1) standard library')
+  const flags = ['--edition', '2021', '--target', tc.target, '-O', '-C', 'strip=symbols']
+  return cached(`${tc.rustc} ${flags.join(' ')}\n${source}`, '.wasm', () => {
+    const base = join(cacheDir, `build-${process.pid}-${Date.now()}`)
+    writeFileSync(`${base}.rs`, source)
+    execFileSync(tc.rustc, [...flags, `${base}.rs`, '-o', `${base}.wasm`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    return readFileSync(`${base}.wasm`)
+  })
+}
+
+/** Compiles test/fixtures/plugins/NAME.rs. */
+export function rustFixture (name: string): Buffer {
+  return rustSource(readFileSync(join(fixturesDir, `${name}.rs`), 'utf8'))
 }

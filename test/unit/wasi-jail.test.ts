@@ -1,6 +1,6 @@
 // The security boundary, called directly: every path function against every way out, in both
 // resolution modes (/proc fd paths and real paths); read-only volumes; byte quotas.
-import { constants, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { constants, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createWasi, Errno } from '../../src/sandbox/wasi'
@@ -13,6 +13,8 @@ import { WasiError } from '../../src/sandbox/wasi/errors'
 import { measureVolume } from '../../src/sandbox/wasi/volume-usage'
 
 const ALL = (1n << 30n) - 1n
+/** What libcs ask for when they open a directory: everything but FD_WRITE (EISDIR, as wasmtime). */
+const DIR = ALL & ~Rights.FD_WRITE
 const FOLLOW = Lookupflags.SYMLINK_FOLLOW
 const CANARY = 'CANARY-jail-9b7e'
 
@@ -215,14 +217,85 @@ describe('symlinks', () => {
     expect(g.open('self/x').errno).toBe(Errno.LOOP)
   })
 
-  test('a planted symlink cannot be moved, linked or overwritten by rename; none can be created', () => {
+  test('a guest creates symlinks whose relative target stays inside from where they are made', () => {
+    writeFileSync(join(data, 'sub', 'deeper', 'f'), 'deep')
     const g = guest([rw()])
-    expect(g.w.path_rename(3, ...g.s('link-in'), 3, ...g.s('sub/moved'))).toBe(Errno.PERM)
-    expect(g.w.path_rename(3, ...g.s('inside.txt'), 3, ...g.s('link-in'))).toBe(Errno.PERM)
-    expect(g.w.path_link(3, 0, ...g.s('link-in'), 3, ...g.s('sub/l2'))).toBe(Errno.PERM)
-    expect(g.w.path_symlink(...g.s('inside.txt'), 3, ...g.s('mine'))).toBe(Errno.PERM)
-    // Following the link for link(2) links the target, inside.
-    expect(g.w.path_link(3, FOLLOW, ...g.s('link-in'), 3, ...g.s('hard'))).toBe(0)
+    const made: Array<[string, string, string]> = [
+      // [target, link, what reading through it gives]
+      ['inside.txt', 'mine', 'inside'],
+      ['sub/deeper/f', 'mine-deep', 'deep'],
+      ['../inside.txt', 'sub/up', 'inside'],
+      ['deeper/../../inside.txt', 'sub/up-and-down', 'inside'],
+      ['./.././inside.txt', 'sub/dots', 'inside'],
+      ['../../inside.txt', 'sub/deeper/up2', 'inside'],
+      // Made through a symlinked directory: judged from where it really lands (data/sub).
+      ['../inside.txt', 'abs-in-dir/via-abs', 'inside']
+    ]
+    for (const [target, link, content] of made) {
+      expect([link, g.w.path_symlink(...g.s(target), 3, ...g.s(link))]).toEqual([link, 0])
+      const { errno, fd } = g.open(link)
+      expect([link, errno]).toEqual([link, 0])
+      expect(g.read(fd)).toBe(content)
+    }
+    expect(readlinkSync(join(data, 'sub', 'via-abs'))).toBe('../inside.txt')
+    // Dangling, and to a directory.
+    expect(g.w.path_symlink(...g.s('not-yet'), 3, ...g.s('later'))).toBe(0)
+    expect(g.open('later').errno).toBe(Errno.NOENT)
+    expect(g.w.path_symlink(...g.s('sub/deeper'), 3, ...g.s('to-dir'))).toBe(0)
+    expect(g.read(g.open('to-dir/f').fd)).toBe('deep')
+  })
+
+  test('absolute or escaping symlink targets are EPERM, and nothing is created', () => {
+    const g = guest([rw()])
+    const refused: Array<[string, string]> = [
+      ['/etc/passwd', 'abs'],
+      [canary, 'abs-canary'],
+      [join(data, 'inside.txt'), 'abs-inside'], // absolute even when it names something inside
+      ['/', 'root'],
+      ['..', 'up'],
+      ['../canary.txt', 'out'],
+      ['../data/inside.txt', 'out-and-back'],
+      ['sub/../../canary.txt', 'down-and-out'],
+      ['a/b/../../../canary.txt', 'nonexistent-then-out'],
+      ['../../canary.txt', 'sub/out2'],
+      ['../../../outdir/secret', 'sub/deeper/out3'],
+      ['../inside.txt', 'abs-in-dir/deeper/../../out-via-abs'] // lands in data itself: '..' leaves
+    ]
+    for (const [target, link] of refused) {
+      expect([target, link, g.w.path_symlink(...g.s(target), 3, ...g.s(link))]).toEqual([target, link, Errno.PERM])
+    }
+    // Where the link itself would be made outside, the walk refuses first.
+    expect(g.w.path_symlink(...g.s('x'), 3, ...g.s('../made-outside'))).toBe(Errno.NOTCAPABLE)
+    expect(g.w.path_symlink(...g.s('x'), 3, ...g.s('dir-out/made-outside'))).toBe(Errno.NOTCAPABLE)
+    expect(g.w.path_symlink(...g.s('x'), 3, ...g.s('/made-outside'))).toBe(Errno.NOTCAPABLE)
+    // A directory fd is its own root, as for `..` in paths (cap-std).
+    const { fd } = g.open('sub', Oflags.DIRECTORY, DIR)
+    expect(g.w.path_symlink(...g.s('../inside.txt'), fd, ...g.s('up'))).toBe(Errno.PERM)
+    expect(g.w.path_symlink(...g.s('deeper'), fd, ...g.s('down'))).toBe(0)
+    expect(readdirSync(data).sort()).toEqual(['abs-dir-out', 'abs-in-dir', 'abs-out', 'dangling-out', 'dir-out', 'inside.txt', 'link-in', 'link-out', 'sub'])
+    expect(readdirSync(join(data, 'sub')).sort()).toEqual(['deeper', 'down', 'link-out-rel'])
+  })
+
+  test('symlinks rename and hard-link like files, and are judged again wherever they land', () => {
+    const g = guest([rw()])
+    // Made deep, where '../../inside.txt' is inside; moved to the top, where it leads out.
+    expect(g.w.path_symlink(...g.s('../../canary.txt'), 3, ...g.s('sub/deeper/up'))).toBe(0)
+    expect(g.open('sub/deeper/up').errno).toBe(Errno.NOENT) // data/canary.txt: inside, absent
+    expect(g.w.path_rename(3, ...g.s('sub/deeper/up'), 3, ...g.s('up'))).toBe(0)
+    expect(g.open('up').errno).toBe(Errno.NOTCAPABLE)
+    expect(g.w.path_readlink(3, ...g.s('up'), g.alloc(64), 64, g.alloc(4))).toBe(Errno.NOTCAPABLE)
+    expect(g.w.path_filestat_get(3, FOLLOW, ...g.s('up'), g.alloc(64))).toBe(Errno.NOTCAPABLE)
+    // A hard link to a planted escaping symlink is one more name for it: refused when followed.
+    expect(g.w.path_link(3, 0, ...g.s('link-out'), 3, ...g.s('sub/hl'))).toBe(0)
+    expect(g.open('sub/hl').errno).toBe(Errno.NOENT) // '../canary.txt' from sub: data/canary.txt
+    expect(g.w.path_link(3, 0, ...g.s('sub/link-out-rel'), 3, ...g.s('hl-top'))).toBe(0)
+    expect(g.open('hl-top').errno).toBe(Errno.NOTCAPABLE)
+    // A rename may replace a symlink, or put one over a file; following for link(2) links
+    // the target.
+    expect(g.w.path_rename(3, ...g.s('link-in'), 3, ...g.s('sub/moved'))).toBe(0)
+    expect(g.w.path_rename(3, ...g.s('sub/moved'), 3, ...g.s('link-out'))).toBe(0)
+    expect(readlinkSync(join(data, 'link-out'))).toBe('inside.txt')
+    expect(g.w.path_link(3, FOLLOW, ...g.s('link-out'), 3, ...g.s('hard'))).toBe(0)
     expect(statSync(join(data, 'hard')).nlink).toBe(2)
   })
 })
@@ -230,10 +303,10 @@ describe('symlinks', () => {
 describe('directory fds are their own roots', () => {
   test('`..` cannot climb above an opened directory', () => {
     const g = guest([rw()])
-    const { errno, fd } = g.open('sub', Oflags.DIRECTORY)
+    const { errno, fd } = g.open('sub', Oflags.DIRECTORY, DIR)
     expect(errno).toBe(0)
     expect(g.open('../inside.txt', 0, ALL, fd).errno).toBe(Errno.NOTCAPABLE)
-    expect(g.open('deeper/..', 0, ALL, fd).errno).toBe(0)
+    expect(g.open('deeper/..', 0, DIR, fd).errno).toBe(0)
     expect(g.w.path_create_directory(fd, ...g.s('made'))).toBe(0)
     expect(existsSync(join(data, 'sub', 'made'))).toBe(true)
   })
@@ -243,7 +316,7 @@ describe('directory fds are their own roots', () => {
   withProc('an opened directory keeps naming the same directory when the host path is swapped', () => {
     writeFileSync(join(data, 'sub', 'f'), 'original')
     const g = guest([rw()])
-    const { fd } = g.open('sub', Oflags.DIRECTORY)
+    const { fd } = g.open('sub', Oflags.DIRECTORY, DIR)
     // Another party moves the directory away and puts an escaping symlink in its place.
     renameSync(join(data, 'sub'), join(data, 'moved'))
     symlinkSync(join(base, 'outdir'), join(data, 'sub'))
@@ -299,7 +372,9 @@ describe('read-only preopen', () => {
     const g = guest([{ guestPath: '/ro', hostPath: data, readOnly: true }, { guestPath: '/rw', hostPath: join(base, 'outdir'), readOnly: false }])
     const R = Errno.ROFS
     expect(g.open('inside.txt', 0, Rights.FD_READ).errno).toBe(0)
-    expect(g.open('sub', Oflags.DIRECTORY).errno).toBe(0) // every right asked, a directory: fine
+    // A directory: every right but FD_WRITE is fine; FD_WRITE is EISDIR (as wasmtime).
+    expect(g.open('sub', Oflags.DIRECTORY, DIR).errno).toBe(0)
+    expect(g.open('sub', Oflags.DIRECTORY).errno).toBe(Errno.ISDIR)
     expect(g.open('inside.txt', 0, Rights.FD_READ | Rights.FD_WRITE).errno).toBe(R)
     expect(g.open('inside.txt', 0, Rights.FD_READ | Rights.FD_FILESTAT_SET_SIZE).errno).toBe(R)
     expect(g.open('inside.txt', Oflags.TRUNC, Rights.FD_READ).errno).toBe(R)
@@ -312,6 +387,8 @@ describe('read-only preopen', () => {
     expect(g.w.path_rename(4, ...g.s('secret'), 3, ...g.s('x'))).toBe(R)
     expect(g.w.path_link(3, 0, ...g.s('inside.txt'), 3, ...g.s('x'))).toBe(R)
     expect(g.w.path_link(3, 0, ...g.s('inside.txt'), 4, ...g.s('x'))).toBe(R)
+    expect(g.w.path_symlink(...g.s('inside.txt'), 3, ...g.s('x'))).toBe(R)
+    expect(g.w.path_symlink(...g.s('../canary.txt'), 3, ...g.s('x'))).toBe(R)
     expect(g.w.path_filestat_set_times(3, 0, ...g.s('inside.txt'), 0n, 0n, Fstflags.MTIM_NOW)).toBe(R)
     expect(g.w.fd_filestat_set_times(3, 0n, 0n, Fstflags.MTIM_NOW)).toBe(R)
     const { fd } = g.open('inside.txt', 0, Rights.FD_READ | Rights.FD_FILESTAT_SET_TIMES)
@@ -324,14 +401,28 @@ describe('read-only preopen', () => {
   })
 })
 
+/** The bytes of the symlinks planted in /data (their targets' lengths): the quota counts them. */
+function plantedLinkBytes (): number {
+  let total = 0
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(join(dir, entry.name))
+      else if (entry.isSymbolicLink()) total += Buffer.byteLength(readlinkSync(join(dir, entry.name)))
+    }
+  }
+  walk(data)
+  return total
+}
+
 describe('quota', () => {
-  const quota = (bytes: number): Preopen => ({ ...rw(), quotaBytes: bytes })
+  // The planted symlinks are there from the start: each test's figures are on top of them.
+  const quota = (bytes: number): Preopen => ({ ...rw(), quotaBytes: bytes + plantedLinkBytes() })
 
   test('counts what is there at start (hard links once), then every write that grows a file', () => {
     writeFileSync(join(data, 'a'), Buffer.alloc(300))
     linkSync(join(data, 'a'), join(data, 'sub', 'a-again'))
     writeFileSync(join(data, 'sub', 'deeper', 'b'), Buffer.alloc(200))
-    expect(measureUsage(data)).toBe(500 + 6) // + inside.txt
+    expect(measureUsage(data)).toBe(500 + 6 + plantedLinkBytes()) // + inside.txt
     expect(measureUsage(data, 3)).toBe(Infinity)
     const g = guest([quota(1000)])
     const { fd } = g.open('a')
@@ -413,6 +504,20 @@ describe('quota', () => {
     expect(b.write(fb, 'x')).toBe(Errno.ROFS)
     expect(a.open('fa').errno).toBe(Errno.ROFS)
     expect(b.w.path_create_directory(3, ...b.s('late'))).toBe(Errno.ROFS)
+  })
+
+  test('a symlink counts its target\'s length: creating one needs room, removing or replacing it frees it', () => {
+    const g = guest([quota(6 + 20)]) // used: inside.txt
+    expect(g.w.path_symlink(...g.s('0123456789'), 3, ...g.s('a'))).toBe(0)
+    expect(g.w.path_symlink(...g.s('0123456789'), 3, ...g.s('b'))).toBe(0)
+    expect(g.w.path_symlink(...g.s('x'), 3, ...g.s('c'))).toBe(Errno.DQUOT)
+    expect(existsSync(join(data, 'c'))).toBe(false)
+    expect(measureUsage(data)).toBe(6 + 20 + plantedLinkBytes() - 20)
+    expect(g.w.path_unlink_file(3, ...g.s('a'))).toBe(0)
+    expect(g.w.path_symlink(...g.s('abcde'), 3, ...g.s('c'))).toBe(0)
+    expect(g.w.path_rename(3, ...g.s('c'), 3, ...g.s('b'))).toBe(0) // b (10) is replaced
+    expect(g.write(g.open('f', Oflags.CREAT).fd, 'y'.repeat(15))).toBe(0)
+    expect(g.write(g.open('f').fd, 'y'.repeat(16))).toBe(Errno.DQUOT)
   })
 
   test('a tree too large to measure counts as full', () => {

@@ -1,6 +1,6 @@
 // Each preview1 function called directly on a memory we control, against a temp directory:
 // errno values, struct layouts, edge cases libc never exercises.
-import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createWasi, Errno, WasiExit } from '../../src/sandbox/wasi'
@@ -10,6 +10,8 @@ import { Clockid, Eventtype, Fdflags, FILE_RIGHTS, Filetype, Fstflags, Lookupfla
 // The project's lib setting has no WebAssembly types; this is all the tests use.
 
 const ALL = (1n << 30n) - 1n
+/** What libcs ask for when they open a directory: everything but FD_WRITE (EISDIR, as wasmtime). */
+const DIR = ALL & ~Rights.FD_WRITE
 
 /** A guest we drive by hand: a memory, a bump allocator, and the imports. */
 class Guest {
@@ -225,7 +227,7 @@ describe('preopens', () => {
   test('an opened directory is not a preopen', () => {
     mkdirSync(join(dir, 'sub'))
     const g = withData()
-    const { errno, fd } = g.open('sub', { oflags: Oflags.DIRECTORY })
+    const { errno, fd } = g.open('sub', { oflags: Oflags.DIRECTORY, base: DIR })
     expect(errno).toBe(0)
     expect(g.w.fd_prestat_get(fd, g.alloc(8))).toBe(Errno.BADF)
   })
@@ -336,6 +338,45 @@ describe('files', () => {
     expect(g.w.fd_filestat_set_times(fd, 0n, 0n, 0x10)).toBe(Errno.INVAL)
   })
 
+  test('a time set to the nanosecond reads back exactly, by fd and by path; the time not set stays put', () => {
+    writeFileSync(join(dir, 'f'), 'x')
+    symlinkSync('f', join(dir, 'l'))
+    const g = withData()
+    const { fd } = g.open('f')
+    const st = g.alloc(64)
+    const times = (): [bigint, bigint] => [g.u64(st + 40), g.u64(st + 48)]
+    expect(g.w.fd_filestat_get(fd, st)).toBe(0)
+    const [a0, m0] = times()
+    // A double holds a present-day time in seconds only to ~0.24 µs: 100 ns would round.
+    expect(g.w.fd_filestat_set_times(fd, 0n, m0 - 100n, Fstflags.MTIM)).toBe(0)
+    expect(g.w.fd_filestat_get(fd, st)).toBe(0)
+    expect(times()).toEqual([a0, m0 - 100n])
+    const get = (path: string, flags: number): number => g.path((p, l) => g.w.path_filestat_get(3, flags, p, l, st), path)
+    expect(get('f', 0)).toBe(0)
+    expect(times()).toEqual([a0, m0 - 100n])
+    const t = 1_700_000_000_123_456_789n
+    expect(g.path((p, l) => g.w.path_filestat_set_times(3, 0, p, l, t, t + 1n, Fstflags.ATIM | Fstflags.MTIM), 'f')).toBe(0)
+    expect(get('f', 0)).toBe(0)
+    expect(times()).toEqual([t, t + 1n])
+    // The link itself (not following), then the file through it.
+    expect(get('l', 0)).toBe(0)
+    const linkM = g.u64(st + 48)
+    expect(g.path((p, l) => g.w.path_filestat_set_times(3, 0, p, l, 0n, linkM - 200n, Fstflags.MTIM), 'l')).toBe(0)
+    expect(get('l', 0)).toBe(0)
+    expect(g.u64(st + 48)).toBe(linkM - 200n)
+    expect(get('l', Lookupflags.SYMLINK_FOLLOW)).toBe(0)
+    expect(times()).toEqual([t, t + 1n])
+    expect(g.path((p, l) => g.w.path_filestat_set_times(3, Lookupflags.SYMLINK_FOLLOW, p, l, 0n, t + 7n, Fstflags.MTIM), 'l')).toBe(0)
+    expect(get('f', 0)).toBe(0)
+    expect(times()).toEqual([t, t + 7n])
+    // The host holds the nearest time Node can set; what changes the file shows through.
+    const host = statSync(join(dir, 'f'), { bigint: true })
+    expect(Number(host.mtimeNs - (t + 7n))).toBeLessThan(1000)
+    expect(g.write(fd, 'more').errno).toBe(0)
+    expect(g.w.fd_filestat_get(fd, st)).toBe(0)
+    expect(g.u64(st + 48)).toBe(statSync(join(dir, 'f'), { bigint: true }).mtimeNs)
+  })
+
   test('advise, sync, datasync', () => {
     writeFileSync(join(dir, 'f'), 'x')
     const g = withData()
@@ -377,8 +418,12 @@ describe('files', () => {
     expect(g.open('f', { oflags: Oflags.CREAT | Oflags.EXCL }).errno).toBe(Errno.EXIST)
     expect(g.open('f', { oflags: Oflags.DIRECTORY }).errno).toBe(Errno.NOTDIR)
     expect(g.open('f/').errno).toBe(Errno.NOTDIR)
-    // Write rights mean nothing to a directory (toolchains ask for all rights); flags that
-    // would write to it do.
+    // FD_WRITE on a directory is EISDIR (as wasmtime, and open(2) with O_RDWR); the other
+    // write rights mean nothing to it; flags that would write to it are EISDIR too.
+    expect(g.open('d', { base: Rights.FD_READ | Rights.FD_WRITE }).errno).toBe(Errno.ISDIR)
+    expect(g.open('d', { oflags: Oflags.DIRECTORY, base: Rights.FD_READ | Rights.FD_WRITE }).errno).toBe(Errno.ISDIR)
+    expect(g.open('d', { base: DIR }).errno).toBe(0)
+    expect(g.open('d', { oflags: Oflags.DIRECTORY, base: 0n }).errno).toBe(0)
     expect(g.open('d', { fdflags: Fdflags.APPEND }).errno).toBe(Errno.ISDIR)
     expect(g.open('d', { oflags: Oflags.TRUNC }).errno).toBe(Errno.ISDIR)
     expect(g.open('d', { oflags: Oflags.CREAT }).errno).toBe(Errno.ISDIR)
@@ -401,7 +446,7 @@ describe('files', () => {
     const g = withData()
     expect(g.open('f', { oflags: Oflags.TRUNC }).errno).toBe(0)
     expect(readFileSync(join(dir, 'f'), 'utf8')).toBe('')
-    const { errno, fd } = g.open('d')
+    const { errno, fd } = g.open('d', { base: DIR })
     expect(errno).toBe(0)
     const st = g.alloc(24)
     g.w.fd_fdstat_get(fd, st)
@@ -431,38 +476,52 @@ describe('fd_readdir', () => {
     symlinkSync('b-file', join(dir, 'c-link'))
   })
 
-  test('dirent layout: d_next is the cookie of the next entry, types from lstat, no . and ..', () => {
+  test('dirent layout: d_next is the cookie of the next entry, types from lstat, . and .. first', () => {
     const g = withData()
     const buf = g.alloc(1024)
     const used = g.alloc(4)
     expect(g.w.fd_readdir(3, buf, 1024, 0n, used)).toBe(0)
     const { entries, cut } = dirents(g, buf, g.u32(used))
     expect(cut).toBe(false)
+    // `..` reports the directory's own inode, as wasmtime: a preopen's parent is not the
+    // guest's to know.
+    const self = statSync(dir, { bigint: true }).ino
     expect(entries).toEqual([
-      { next: 1n, ino: statSync(join(dir, 'a-dir'), { bigint: true }).ino, type: Filetype.DIRECTORY, name: 'a-dir' },
-      { next: 2n, ino: statSync(join(dir, 'b-file'), { bigint: true }).ino, type: Filetype.REGULAR_FILE, name: 'b-file' },
-      { next: 3n, ino: expect.any(BigInt), type: Filetype.SYMBOLIC_LINK, name: 'c-link' }
+      { next: 1n, ino: self, type: Filetype.DIRECTORY, name: '.' },
+      { next: 2n, ino: self, type: Filetype.DIRECTORY, name: '..' },
+      { next: 3n, ino: statSync(join(dir, 'a-dir'), { bigint: true }).ino, type: Filetype.DIRECTORY, name: 'a-dir' },
+      { next: 4n, ino: statSync(join(dir, 'b-file'), { bigint: true }).ino, type: Filetype.REGULAR_FILE, name: 'b-file' },
+      { next: 5n, ino: expect.any(BigInt), type: Filetype.SYMBOLIC_LINK, name: 'c-link' }
     ])
-    expect(g.u32(used)).toBe(3 * 24 + 5 + 6 + 6)
+    expect(g.u32(used)).toBe(5 * 24 + 1 + 2 + 5 + 6 + 6)
+    // An opened subdirectory: `.` is itself, with the inode fd_filestat_get gives.
+    const sub = g.open('a-dir', { oflags: Oflags.DIRECTORY, base: DIR })
+    expect(g.w.fd_readdir(sub.fd, buf, 1024, 0n, used)).toBe(0)
+    const st = g.alloc(64)
+    expect(g.w.fd_filestat_get(sub.fd, st)).toBe(0)
+    expect(dirents(g, buf, g.u32(used)).entries).toEqual([
+      { next: 1n, ino: g.u64(st + 8), type: Filetype.DIRECTORY, name: '.' },
+      { next: 2n, ino: g.u64(st + 8), type: Filetype.DIRECTORY, name: '..' }
+    ])
   })
 
   test('cookies resume; a small buffer is filled exactly and the caller retries bigger', () => {
     const g = withData()
     const used = g.alloc(4)
     const buf = g.alloc(1024, 0xee)
-    expect(g.w.fd_readdir(3, buf, 1024, 1n, used)).toBe(0)
-    expect(dirents(g, buf, g.u32(used)).entries.map((e) => e.name)).toEqual(['b-file', 'c-link'])
-    // 24 + 5 ("a-dir") + 10 bytes of the second entry's header.
-    new Uint8Array(g.memory.buffer).fill(0xee, buf, buf + 1024)
-    expect(g.w.fd_readdir(3, buf, 39, 0n, used)).toBe(0)
-    expect(g.u32(used)).toBe(39)
-    expect(g.u8(buf + 39)).toBe(0xee) // not a byte past the buffer
-    const r = dirents(g, buf, 39)
-    expect(r.entries.map((e) => e.name)).toEqual(['a-dir'])
-    expect(r.cut).toBe(true)
-    expect(g.w.fd_readdir(3, buf, 1024, 1n, used)).toBe(0)
-    expect(dirents(g, buf, g.u32(used)).entries[0]?.name).toBe('b-file')
     expect(g.w.fd_readdir(3, buf, 1024, 3n, used)).toBe(0)
+    expect(dirents(g, buf, g.u32(used)).entries.map((e) => e.name)).toEqual(['b-file', 'c-link'])
+    // 24 + 1 (".") + 24 + 2 ("..") + 24 + 5 ("a-dir") + 10 bytes of the fourth entry's header.
+    new Uint8Array(g.memory.buffer).fill(0xee, buf, buf + 1024)
+    expect(g.w.fd_readdir(3, buf, 90, 0n, used)).toBe(0)
+    expect(g.u32(used)).toBe(90)
+    expect(g.u8(buf + 90)).toBe(0xee) // not a byte past the buffer
+    const r = dirents(g, buf, 90)
+    expect(r.entries.map((e) => e.name)).toEqual(['.', '..', 'a-dir'])
+    expect(r.cut).toBe(true)
+    expect(g.w.fd_readdir(3, buf, 1024, 3n, used)).toBe(0)
+    expect(dirents(g, buf, g.u32(used)).entries[0]?.name).toBe('b-file')
+    expect(g.w.fd_readdir(3, buf, 1024, 5n, used)).toBe(0)
     expect(g.u32(used)).toBe(0)
     expect(g.w.fd_readdir(3, buf, 1024, 99n, used)).toBe(0)
     expect(g.u32(used)).toBe(0)
@@ -595,12 +654,40 @@ describe('path functions', () => {
     expect(g.path((a, b) => g.w.path_readlink(3, a, b, buf, 16, used), 'f')).toBe(Errno.INVAL)
   })
 
-  test('path_symlink is refused on purpose', () => {
+  test('path_symlink: the link holds the text as given; errnos as on Linux (wasmtime)', () => {
+    writeFileSync(join(dir, 'f'), 'abc')
+    mkdirSync(join(dir, 'd'))
     const g = withData()
-    const [o, ol] = g.bytes('f')
-    const [n, nl] = g.bytes('l')
-    expect(g.w.path_symlink(o, ol, 3, n, nl)).toBe(Errno.PERM)
-    expect(g.w.path_symlink(o, ol, 9, n, nl)).toBe(Errno.BADF)
+    const link = (target: string, path: string, fd = 3): number => {
+      const [o, ol] = g.bytes(target)
+      const [n, nl] = g.bytes(path)
+      return g.w.path_symlink(o, ol, fd, n, nl)
+    }
+    expect(link('f', 'l')).toBe(0)
+    expect(readlinkSync(join(dir, 'l'))).toBe('f')
+    expect(g.read(g.open('l').fd).text).toBe('abc')
+    expect(link('does-not-exist-yet', 'dangling')).toBe(0)
+    expect(link('self', 'self')).toBe(0)
+    expect(g.open('self').errno).toBe(Errno.LOOP)
+    // The destination: taken (a file, a directory, a dangling link), or "a directory" by its
+    // trailing slash.
+    expect(link('x', 'f')).toBe(Errno.EXIST)
+    expect(link('x', 'd')).toBe(Errno.EXIST)
+    expect(link('x', 'd/')).toBe(Errno.EXIST)
+    expect(link('x', 'dangling')).toBe(Errno.EXIST)
+    expect(link('x', 'f/')).toBe(Errno.NOTDIR)
+    expect(link('x', 'new/')).toBe(Errno.NOENT)
+    expect(link('x', 'missing/new')).toBe(Errno.NOENT)
+    // The target text.
+    expect(link('', 'empty')).toBe(Errno.NOENT)
+    expect(link('a\0b', 'nul')).toBe(Errno.INVAL)
+    expect(link('x'.repeat(5000), 'long')).toBe(Errno.NAMETOOLONG)
+    // The fd.
+    expect(link('f', 'l2', 9)).toBe(Errno.BADF)
+    expect(link('f', 'l2', 1)).toBe(Errno.NOTDIR)
+    const noRight = g.open('d', { oflags: Oflags.DIRECTORY, base: DIR & ~Rights.PATH_SYMLINK })
+    expect(link('f', 'l2', noRight.fd)).toBe(Errno.NOTCAPABLE)
+    expect(existsSync(join(dir, 'l2'))).toBe(false)
   })
 })
 
@@ -677,7 +764,7 @@ describe('clocks, random, sched, proc, sock', () => {
     expect(g.w.random_get(buf, 0)).toBe(0)
   })
 
-  test('proc_exit throws WasiExit with the u32 code; proc_raise, sock_* refuse; sched_yield succeeds', () => {
+  test('proc_exit throws WasiExit with the u32 code; proc_raise refuses; sched_yield succeeds', () => {
     const g = guest()
     expect(() => g.w.proc_exit(3)).toThrow(WasiExit)
     try {
@@ -688,10 +775,20 @@ describe('clocks, random, sched, proc, sock', () => {
     }
     expect(g.w.proc_raise(6)).toBe(Errno.NOTSUP)
     expect(g.w.sched_yield()).toBe(0)
-    expect(g.w.sock_accept(3, 0, g.alloc(4))).toBe(Errno.NOTSUP)
-    expect(g.w.sock_recv(3, 0, 0, 0, g.alloc(4), g.alloc(4))).toBe(Errno.NOTSUP)
-    expect(g.w.sock_send(3, 0, 0, 0, g.alloc(4))).toBe(Errno.NOTSUP)
-    expect(g.w.sock_shutdown(3, 3)).toBe(Errno.NOTSUP)
+  })
+
+  test('sock_*: no fd is a socket: ENOTSOCK on an open fd, EBADF on a closed one (as wasmtime)', () => {
+    const g = withData()
+    for (const fd of [0, 1, 2, 3]) {
+      expect(g.w.sock_accept(fd, 0, g.alloc(4))).toBe(Errno.NOTSOCK)
+      expect(g.w.sock_recv(fd, 0, 0, 0, g.alloc(4), g.alloc(4))).toBe(Errno.NOTSOCK)
+      expect(g.w.sock_send(fd, 0, 0, 0, g.alloc(4))).toBe(Errno.NOTSOCK)
+      expect(g.w.sock_shutdown(fd, 3)).toBe(Errno.NOTSOCK)
+    }
+    expect(g.w.sock_accept(4, 0, g.alloc(4))).toBe(Errno.BADF)
+    expect(g.w.sock_recv(4, 0, 0, 0, g.alloc(4), g.alloc(4))).toBe(Errno.BADF)
+    expect(g.w.sock_send(4, 0, 0, 0, g.alloc(4))).toBe(Errno.BADF)
+    expect(g.w.sock_shutdown(4, 3)).toBe(Errno.BADF)
   })
 })
 

@@ -3,6 +3,7 @@ import type { FdTable } from './fd-table'
 import type { HostFds } from './host-fds'
 import type { Jail } from './jail'
 import type { GuestMemory } from './memory'
+import type { ExactTimes } from './times'
 
 /** The state of one WASI instance, as the syscall implementations see it. */
 export interface WasiContext {
@@ -15,6 +16,8 @@ export interface WasiContext {
   readonly args: readonly Uint8Array[]
   /** `KEY=value` entries, UTF-8, each NUL-terminated. */
   readonly env: readonly Uint8Array[]
+  /** Times this instance set, reported exactly (see times.ts). */
+  readonly times: ExactTimes
   /** Absolute Date.now() ms past which nothing may sleep. */
   readonly deadline: number
 }

@@ -6,6 +6,7 @@ import { Errno } from './errno'
 import { fail, WasiError } from './errors'
 import type { Fdstat, Filestat } from './layout'
 import type { Sink } from './sinks'
+import type { ExactTimes } from './times'
 import { SinkFull } from './sinks'
 import { syntheticFilestat } from './stat'
 
@@ -65,7 +66,7 @@ export abstract class Descriptor {
   tell (): bigint { return fail(Errno.SPIPE) }
   filestat (): Filestat { return syntheticFilestat(this.filetype) }
   setSize (_size: bigint): void { fail(Errno.INVAL) }
-  setTimes (_atim: bigint, _mtim: bigint, _flags: number): void { fail(Errno.NOTSUP) }
+  setTimes (_atim: bigint, _mtim: bigint, _flags: number, _times: ExactTimes): void { fail(Errno.NOTSUP) }
   allocate (_offset: bigint, _len: bigint): void { fail(Errno.SPIPE) }
   advise (_offset: bigint, _len: bigint, _advice: number): void { fail(Errno.SPIPE) }
   sync (): void { fail(Errno.INVAL) }

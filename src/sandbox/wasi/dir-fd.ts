@@ -11,7 +11,8 @@ import type { HostFds } from './host-fds'
 import type { DirNode } from './jail'
 import type { Filestat } from './layout'
 import { encode } from './memory'
-import { filetypeOf, resolveTimes, toFilestat } from './stat'
+import { filetypeOf, toFilestat } from './stat'
+import type { ExactTimes } from './times'
 import type { Volume } from './volume'
 
 /** A guest fd for a host directory. */
@@ -53,11 +54,10 @@ export class DirFd extends Descriptor {
     return toFilestat(fstatSync(this.#fd, { bigint: true }))
   }
 
-  override setTimes (atim: bigint, mtim: bigint, flags: number): void {
+  override setTimes (atim: bigint, mtim: bigint, flags: number, times: ExactTimes): void {
     this.need(Rights.FD_FILESTAT_SET_TIMES)
     this.volume.assertWritable()
-    const [a, m] = resolveTimes(atim, mtim, flags, () => fstatSync(this.#fd, { bigint: true }))
-    futimesSync(this.#fd, a, m)
+    times.set(atim, mtim, flags, () => fstatSync(this.#fd, { bigint: true }), (a, m) => futimesSync(this.#fd, a, m))
   }
 
   override sync (): void {
@@ -73,8 +73,9 @@ export class DirFd extends Descriptor {
   /**
    * The entries from index `cookie` on. The listing is taken at cookie 0 and kept while the
    * guest pages through it, so cookies stay stable and a large directory is read once, not
-   * once per buffer. `.` and `..` are left out (the spec makes them optional, and `..` of a
-   * preopen would describe a host directory outside it).
+   * once per buffer. It starts with `.` and `..` as wasmtime's does, both with this
+   * directory's inode: `..` of a preopen is a host directory outside it, whose inode the
+   * guest has no business knowing.
    */
   override readdir (cookie: bigint): readonly DirEntry[] {
     this.need(Rights.FD_READDIR)
@@ -86,7 +87,12 @@ export class DirFd extends Descriptor {
   #list (): DirEntry[] {
     const names = readdirSync(this.node.path, { withFileTypes: true })
     names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    return names.map((dirent) => {
+    const self = fstatSync(this.#fd, { bigint: true }).ino
+    const dots: DirEntry[] = [
+      { name: encode('.'), ino: self, filetype: Filetype.DIRECTORY },
+      { name: encode('..'), ino: self, filetype: Filetype.DIRECTORY }
+    ]
+    return dots.concat(names.map((dirent) => {
       let ino = 0n
       let filetype = filetypeOf(dirent)
       try {
@@ -97,7 +103,7 @@ export class DirFd extends Descriptor {
         // Removed since the listing: report it with what readdir knew.
       }
       return { name: encode(dirent.name), ino, filetype }
-    })
+    }))
   }
 
   override pollRead (): never { return fail(Errno.BADF) }

@@ -11,7 +11,8 @@ import { Errno } from './errno'
 import { fail } from './errors'
 import type { HostFds } from './host-fds'
 import type { Filestat } from './layout'
-import { resolveTimes, toFilestat } from './stat'
+import { toFilestat } from './stat'
+import type { ExactTimes } from './times'
 import type { Volume } from './volume'
 
 /** A guest u64 offset/size as a safe JS number; past 2^53 - 1 it is EFBIG. */
@@ -175,11 +176,10 @@ export class FileFd extends Descriptor {
     }
   }
 
-  override setTimes (atim: bigint, mtim: bigint, flags: number): void {
+  override setTimes (atim: bigint, mtim: bigint, flags: number, times: ExactTimes): void {
     this.need(Rights.FD_FILESTAT_SET_TIMES)
     this.volume.assertWritable()
-    const [a, m] = resolveTimes(atim, mtim, flags, () => fstatSync(this.#fd, { bigint: true }))
-    futimesSync(this.#fd, a, m)
+    times.set(atim, mtim, flags, () => fstatSync(this.#fd, { bigint: true }), (a, m) => futimesSync(this.#fd, a, m))
   }
 
   override allocate (offset: bigint, len: bigint): void {

@@ -23,6 +23,7 @@ import { miscSyscalls } from './syscalls-misc'
 import { pathSyscalls } from './syscalls-path'
 import { createQuotaBlock, Quota, Volume } from './volume'
 import { measureVolume } from './volume-usage'
+import { ExactTimes } from './times'
 
 export { WasiExit } from './errors'
 export { Errno } from './errno'
@@ -180,6 +181,7 @@ export function createWasi (options: WasiOptions): Wasi {
     jail,
     args: options.args.map((a) => encode(`${a}\0`)),
     env: Object.entries(options.env).map(([k, v]) => encode(`${k}=${v}\0`)),
+    times: new ExactTimes(),
     deadline: options.deadline
   }
   const impl: WasiImports = { ...fdSyscalls(ctx), ...pathSyscalls(ctx), ...miscSyscalls(ctx) }

@@ -2,9 +2,13 @@
 //
 // Rules: absolute guest paths are refused; a path is walked one component at a time with
 // lstat; `..` pops the walk's own stack and can never pop the starting directory; a symlink
-// (only the operator can plant one: guests cannot create, move or link them) is followed
-// only by re-walking its target from where it sits, so it is subject to the same rules, and
-// an absolute target must lie under the starting directory's real path. The walk hands
+// is followed only by re-walking its target from where it sits, so it is subject to the same
+// rules, and an absolute target must lie under the starting directory's real path. That
+// holds for every symlink, whoever made it: the operator may plant any; a guest may create
+// one only with a relative target that stays inside when read from where it is created
+// (`checkNewLinkTarget`, cap-std's rule), and may then move or hard-link it anywhere in the
+// volume, where its text may come to point outside: it is judged again each time it is
+// followed, never trusted for where it was made. The walk hands
 // back (directory, final name) and the caller acts on the final name WITHOUT following
 // symlinks (O_NOFOLLOW, lstat, lutimes, link without follow): the kernel never follows a
 // symlink on our behalf.
@@ -217,6 +221,32 @@ function insideRoot (root: DirNode, target: string): string {
 }
 
 /**
+ * Whether a relative symlink text, read lexically from a directory `depth` levels below the
+ * root, stays at or below the root at every step.
+ */
+function staysBelow (target: string, depth: number): boolean {
+  let level = depth
+  for (const part of components(target)) {
+    if (part === '..') level--
+    else if (part !== '.') level++
+    if (level < 0) return false
+  }
+  return true
+}
+
+/**
+ * The text of a symlink a guest creates in a directory `depth` levels below the root it
+ * resolved from: relative, and staying inside when read lexically from there (what cap-std
+ * checks, so what wasmtime allows). Absolute or escaping: EPERM, nothing created.
+ */
+export function checkNewLinkTarget (target: string, depth: number): void {
+  if (target.length === 0) fail(Errno.NOENT)
+  if (target.includes('\0')) fail(Errno.INVAL)
+  if (Buffer.byteLength(target) > PATH_MAX) fail(Errno.NAMETOOLONG)
+  if (target.startsWith('/') || !staysBelow(target, depth)) fail(Errno.PERM)
+}
+
+/**
  * The text of a symlink as the guest may see it: relative targets that stay below the
  * jail root when read lexically from the link's directory (`depth` levels down), absolute
  * ones under the root rewritten as relative. Anything else is ENOTCAPABLE: not even the
@@ -228,11 +258,6 @@ export function visibleLinkText (dir: DirNode, depth: number, root: DirNode, tar
     const fromDir = posix.relative(dir.realPath(), posix.join(root.realPath(), rel))
     return fromDir === '' ? '.' : fromDir
   }
-  let level = depth
-  for (const part of components(target)) {
-    if (part === '..') level--
-    else if (part !== '.') level++
-    if (level < 0) fail(Errno.NOTCAPABLE)
-  }
+  if (!staysBelow(target, depth)) fail(Errno.NOTCAPABLE)
   return target
 }

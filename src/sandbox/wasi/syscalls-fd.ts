@@ -69,7 +69,7 @@ export function fdSyscalls (ctx: WasiContext): Pick<WasiImports, FdNames> {
       const desc = table.get(fd)
       const mem = ctx.mem()
       mem.check(statPtr, FILESTAT.size)
-      writeFilestat(mem, statPtr, desc.filestat())
+      writeFilestat(mem, statPtr, ctx.times.view(desc.filestat()))
       return Errno.SUCCESS
     },
 
@@ -79,7 +79,7 @@ export function fdSyscalls (ctx: WasiContext): Pick<WasiImports, FdNames> {
     },
 
     fd_filestat_set_times (fd, atim, mtim, flags) {
-      table.get(fd).setTimes(atim, mtim, flags)
+      table.get(fd).setTimes(atim, mtim, flags, ctx.times)
       return Errno.SUCCESS
     },
 

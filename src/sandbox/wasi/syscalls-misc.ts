@@ -99,6 +99,12 @@ export function miscSyscalls (ctx: WasiContext): Pick<WasiImports, MiscNames> {
     }
   }
 
+  // EBADF for a closed fd, ENOTSOCK for any open one.
+  function notSocket (fd: number): never {
+    ctx.table.get(fd)
+    return fail(Errno.NOTSOCK)
+  }
+
   return {
     args_get (argvPtr, bufPtr) {
       writeStrings(ctx.mem(), ctx.args, argvPtr, bufPtr)
@@ -199,10 +205,11 @@ export function miscSyscalls (ctx: WasiContext): Pick<WasiImports, MiscNames> {
       return Errno.SUCCESS
     },
 
-    // No sockets are ever granted: these exist so modules importing them link, and refuse.
-    sock_accept () { return fail(Errno.NOTSUP) },
-    sock_recv () { return fail(Errno.NOTSUP) },
-    sock_send () { return fail(Errno.NOTSUP) },
-    sock_shutdown () { return fail(Errno.NOTSUP) }
+    // No socket is ever granted, so no fd is one: these exist so modules importing them link,
+    // and answer as wasmtime does for an fd that is not a socket.
+    sock_accept (fd) { return notSocket(fd) },
+    sock_recv (fd) { return notSocket(fd) },
+    sock_send (fd) { return notSocket(fd) },
+    sock_shutdown (fd) { return notSocket(fd) }
   }
 }

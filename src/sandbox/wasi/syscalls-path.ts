@@ -1,12 +1,14 @@
 // The path_* functions. Every path goes through the jail (jail.ts) and every final host call
 // acts on the resolved entry without following symlinks. Policy on top of POSIX:
 // - a read-only volume refuses every change with EROFS before anything is resolved;
-// - guests cannot create symlinks (path_symlink is EPERM), nor give an existing one a new
-//   name or place (link/rename of a symlink is EPERM): the operator's symlinks stay where
-//   they were planted, so their targets keep the meaning they were checked against;
+// - a guest creates symlinks only with a relative target that stays inside, read from where
+//   the link is made (EPERM otherwise, as wasmtime); it may rename and hard-link them like
+//   any file, as wasmtime allows: the jail judges a symlink each time it follows it, never
+//   by where it was made;
+// - a symlink's bytes (its target's length) count against the volume's quota like a file's;
 // - hard links and renames need both ends writable, so a read-only file never gains a
 //   writable name.
-import { constants, fstatSync, linkSync, lutimesSync, mkdirSync, readlinkSync, renameSync, rmdirSync, unlinkSync } from 'node:fs'
+import { constants, fstatSync, linkSync, lutimesSync, mkdirSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { DIR_RIGHTS, FDFLAGS_ALL, Fdflags, FILE_RIGHTS, FILE_WRITE_RIGHTS, Lookupflags, Oflags, Rights } from './constants'
 import type { WasiContext } from './context'
@@ -16,12 +18,12 @@ import { Errno } from './errno'
 import { fail } from './errors'
 import { MAX_FDS } from './fd-table'
 import { FileFd, openElsewhere } from './file-fd'
-import { checkGuestPath, stripTrailingSlashes, visibleLinkText } from './jail'
+import { checkGuestPath, checkNewLinkTarget, stripTrailingSlashes, visibleLinkText } from './jail'
 import type { Located } from './jail'
 import { FILESTAT, writeFilestat } from './layout'
 import { encode } from './memory'
 import type { WasiImports } from './signatures'
-import { lstatOrNull, resolveTimes, toFilestat } from './stat'
+import { lstatOrNull, toFilestat } from './stat'
 
 type PathNames =
   | 'path_create_directory' | 'path_filestat_get' | 'path_filestat_set_times' | 'path_link'
@@ -32,6 +34,11 @@ const O = constants
 const FILE_MODE = 0o644
 const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 const DIR_MODE = 0o755
+
+/** Entries whose st_size a quota counts: files, and symlinks (their target's length). */
+function counted (st: BigIntStats): boolean {
+  return st.isFile() || st.isSymbolicLink()
+}
 
 /** Runs `fn` on a resolved path and always releases the walk's transient fds. */
 function using<T> (loc: Located, fn: (loc: Located) => T): T {
@@ -73,9 +80,9 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       // Not following (no SYMLINK_FOLLOW): a symlink here is ELOOP, as with O_NOFOLLOW.
       if (pre.isSymbolicLink()) fail(Errno.LOOP)
       if (pre.isDirectory()) {
-        // Write rights mean nothing to a directory (toolchains ask for every right);
-        // flags that would change it do.
-        if (changes) fail(Errno.ISDIR)
+        // FD_WRITE or a flag that would change it is EISDIR (as open(2) O_RDWR, and as
+        // wasmtime); the other write rights mean nothing to a directory and are dropped.
+        if (changes || (base & Rights.FD_WRITE) !== 0n) fail(Errno.ISDIR)
         return openDir(dir, loc, base, inheriting)
       }
       if (wantDir) fail(Errno.NOTDIR)
@@ -160,7 +167,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         const st = lstatOrNull(loc.hostPath)
         return st ?? fail(Errno.NOENT)
       })
-      writeFilestat(mem, statPtr, toFilestat(st))
+      writeFilestat(mem, statPtr, ctx.times.view(toFilestat(st)))
       return Errno.SUCCESS
     },
 
@@ -171,8 +178,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       dir.volume.assertWritable()
       using(jail.resolve(dir.node, path, follows(flags)), (loc) => {
         const current = (): BigIntStats => lstatOrNull(loc.hostPath) ?? fail(Errno.NOENT)
-        const [a, m] = resolveTimes(atim, mtim, fstFlags, current)
-        lutimesSync(loc.hostPath, a, m)
+        ctx.times.set(atim, mtim, fstFlags, current, (a, m) => lutimesSync(loc.hostPath, a, m))
       })
       return Errno.SUCCESS
     },
@@ -188,7 +194,6 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       dst.volume.assertWritable()
       using(jail.resolve(src.node, oldPath, follows(oldFlags)), (from) => {
         const st = lstatOrNull(from.hostPath) ?? fail(Errno.NOENT)
-        if (st.isSymbolicLink()) fail(Errno.PERM)
         if (st.isDirectory()) fail(Errno.PERM)
         using(jail.resolve(dst.node, newPath, false), (to) => {
           // Bytes are per inode: a new name in another volume makes that volume hold them too.
@@ -272,21 +277,19 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       dst.volume.assertWritable()
       using(jail.resolve(src.node, oldPath.path, false), (from) => {
         const st = lstatOrNull(from.hostPath) ?? fail(Errno.NOENT)
-        if (st.isSymbolicLink()) fail(Errno.PERM)
         if ((oldPath.trailing || newPath.trailing) && !st.isDirectory()) fail(Errno.NOTDIR)
         using(jail.resolve(dst.node, newPath.path, false), (to) => {
           const replaced = lstatOrNull(to.hostPath)
-          if (replaced?.isSymbolicLink() === true) fail(Errno.PERM)
           // Renaming onto another name of the same file frees nothing; a replaced file still
           // open somewhere keeps its bytes charged until its last fd closes (file-fd.ts).
           const same = replaced !== null && replaced.ino === st.ino && replaced.dev === st.dev
-          const lastName = !same && replaced?.isFile() === true && replaced.nlink === 1n ? replaced : undefined
+          const lastName = !same && replaced !== null && counted(replaced) && replaced.nlink === 1n ? replaced : undefined
           const freed = lastName !== undefined ? Number(lastName.size) : 0
           const cross = src.volume.quota !== dst.volume.quota
           // A directory tree moving between quotas would need a walk to account for:
           // EXDEV tells the guest to copy instead, as across file systems.
           if (cross && st.isDirectory() && (src.volume.quota !== undefined || dst.volume.quota !== undefined)) fail(Errno.XDEV)
-          const moved = cross && st.isFile() ? Number(st.size) : 0
+          const moved = cross && counted(st) ? Number(st.size) : 0
           // Names: one leaves the source; the destination gains one unless one is replaced.
           const newName = cross && replaced === null
           if (newName) dst.volume.addEntry()
@@ -300,7 +303,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
             throw err
           }
           // Asked after the rename: an fd opened before it is seen, none can be opened after.
-          const kept = lastName !== undefined && freed > 0 && openElsewhere(lastName) ? freed : 0
+          const kept = lastName !== undefined && lastName.isFile() && freed > 0 && openElsewhere(lastName) ? freed : 0
           dst.volume.account(moved - freed + kept - reserved)
           src.volume.account(-moved)
           if (!same && (cross || replaced !== null)) src.volume.removeEntry()
@@ -309,11 +312,32 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
       return Errno.SUCCESS
     },
 
-    path_symlink (_oldPtr, _oldLen, fd) {
-      dirOf(fd)
-      // Deliberate: guests cannot create symlinks, so every symlink in a volume is one the
-      // operator planted (and the jail still checks where each one leads).
-      return fail(Errno.PERM)
+    path_symlink (oldPtr, oldLen, fd, newPtr, newLen) {
+      const dir = dirOf(fd)
+      dir.need(Rights.PATH_SYMLINK)
+      const target = ctx.mem().string(oldPtr, oldLen)
+      // `symlink(t, "a/")`: the trailing slash says "a directory", which a new link is not.
+      const { path, trailing } = stripTrailingSlashes(pathArg(newPtr, newLen))
+      dir.volume.assertWritable()
+      using(jail.resolve(dir.node, path, false), (loc) => {
+        checkNewLinkTarget(target, loc.depth)
+        const existing = lstatOrNull(loc.hostPath)
+        if (existing !== null) fail(trailing && !existing.isDirectory() ? Errno.NOTDIR : Errno.EXIST)
+        if (trailing) fail(Errno.NOENT)
+        // A new name, and its target's length in bytes: both reserved in the volume's shared
+        // account before the link exists, given back if it cannot be made.
+        dir.volume.addEntry()
+        let reserved = 0
+        try {
+          reserved = dir.volume.reserve(Buffer.byteLength(target))
+          symlinkSync(target, loc.hostPath)
+        } catch (err) {
+          dir.volume.account(-reserved)
+          dir.volume.removeEntry()
+          throw err
+        }
+      })
+      return Errno.SUCCESS
     },
 
     path_unlink_file (fd, pathPtr, pathLen) {
@@ -329,7 +353,7 @@ export function pathSyscalls (ctx: WasiContext): Pick<WasiImports, PathNames> {
         dir.volume.removeEntry()
         // The last name of a file still open somewhere: its blocks stay on disk, and charged,
         // until its last fd closes (file-fd.ts). Asked after the unlink, so no fd is missed.
-        if (st.isFile() && st.nlink === 1n && st.size > 0n && !openElsewhere(st)) dir.volume.account(-Number(st.size))
+        if (counted(st) && st.nlink === 1n && st.size > 0n && !(st.isFile() && openElsewhere(st))) dir.volume.account(-Number(st.size))
       })
       return Errno.SUCCESS
     }

@@ -78,7 +78,8 @@ function * walk (root: string, limit: number): Generator<Op, Usage, unknown> {
       if (++entries > limit) return undefined
       if (entry.isDirectory()) {
         frame.subdirs.push(entry.name)
-      } else if (entry.isFile()) {
+      } else if (entry.isFile() || entry.isSymbolicLink()) {
+        // A symlink's size is its target's length: guests create them (WASI symlinks).
         const st = (yield { op: 'lstat', fd: dir, name: entry.name }) as BigIntStats | undefined
         if (st === undefined) continue
         if (st.nlink > 1n) {

@@ -1,6 +1,6 @@
 // A preopened host directory as a policy object: is it writable, and how much may the guest
 // still store in it. The quota is per host directory (a plugin's private volume) and counts
-// file bytes (st_size, once per inode) plus, when entries are capped, ENTRY_BYTES for every
+// file bytes (st_size, once per inode; a symlink's is its target's length) plus, when entries are capped, ENTRY_BYTES for every
 // name (file, directory, symlink): names and directories take disk space too, and without a
 // price a guest could fill the disk's inodes under any byte quota.
 //

@@ -7,6 +7,7 @@ import { isArrayBuffer } from 'node:util/types'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
+import type { ServiceError } from '../../errors'
 import { pickEntry, usesPluginVolume, wasiSpec } from '../../registry/call'
 import { isJson } from '../../sandbox/abi-json'
 import { NAME_PATTERN } from '../../registry/manifest'
@@ -20,6 +21,9 @@ export interface ExecuteRoutesOptions {
   pool: WorkerPool
   metrics: Metrics
 }
+
+/** The tail of a plugin's stderr that goes into the log line. */
+const LOG_STDERR_CHARS = 2048
 
 /**
  * The body as a Uint8Array that owns its whole ArrayBuffer. Fastify's buffer parser
@@ -78,7 +82,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         inputSchema: entry.inputSchema,
         outputSchema: entry.outputSchema
       })
-      if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-2048) }, 'plugin stderr')
+      if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-LOG_STDERR_CHARS) }, 'plugin stderr')
       let contentType = 'application/json'
       // Output the worker validated against an outputSchema is JSON.
       if (entry.outputSchema === undefined && d.abi === 'wasi' && !isJson(result.output)) {
@@ -93,6 +97,11 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         .type(contentType)
         .send(Buffer.from(result.output.buffer, result.output.byteOffset, result.output.byteLength))
     } catch (err) {
+      // A plugin that exited or trapped usually said why on stderr: the log keeps it too.
+      const stderr = isServiceError(err) ? err.details?.stderr : undefined
+      if (typeof stderr === 'string' && stderr !== '') {
+        request.log.info({ plugin: name, code: (err as ServiceError).code, stderr: stderr.slice(-LOG_STDERR_CHARS) }, 'plugin stderr')
+      }
       metrics.executed(name, isServiceError(err) ? err.code.toLowerCase() : 'internal', undefined)
       reply.header('x-plugin-version', d.version).header('server-timing', 'plugin;dur=0')
       throw err
