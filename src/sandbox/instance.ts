@@ -77,13 +77,27 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
     if (wasi !== undefined) imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
     return runOn(call, () => new WebAssembly.Instance(call.module, imports), memory, wasi)
   } catch (err) {
-    const e = classifyGuestThrow(err)
-    // What the guest said before it trapped (a Rust panic message, a C assert) is why it did.
-    throw e.code === 'PLUGIN_TRAP' && wasi !== undefined ? e.withDetails({ stderr: tail(wasi.stderr()) }) : e
+    throw guestFailure(err, call, wasi)
   } finally {
     wasi?.close()
     if (memory !== undefined && call.memory !== undefined) pool.release(memory, call.memory.initial, call.memory.maximum)
   }
+}
+
+/**
+ * What a failed call answers, on a new instance or a reset one. What the guest said before it
+ * trapped (a Rust panic message, a C assert) is why it did: its stderr tail goes with the trap.
+ * A guest that traps after its stdout ran over `outputBytes` (a Rust `println!` whose write
+ * failed panics) exceeded its output limit, as a C program's failed write does.
+ */
+export function guestFailure (err: unknown, call: SandboxCall, wasi: Wasi | undefined): GuestError {
+  const e = classifyGuestThrow(err)
+  if (e.code !== 'PLUGIN_TRAP' || wasi === undefined) return e
+  const stderr = tail(wasi.stderr())
+  if (wasi.stdoutOverflowed) {
+    return new GuestError('PLUGIN_INVALID_OUTPUT', `stdout is over the ${call.outputBytes}-byte limit`, { limit: call.outputBytes, stderr })
+  }
+  return e.withDetails({ stderr })
 }
 
 /**

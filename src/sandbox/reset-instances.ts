@@ -8,10 +8,9 @@
 // (neither shrinks): it is dropped and the next call instantiates again. Whatever ends a call (a
 // trap, proc_exit, a limit, a host error), the reset runs before the instance serves again; a
 // deadline kill terminates the thread and everything it kept.
-import { classifyGuestThrow } from './guest-error'
 import { restoreInstance, snapshotInstance } from './instance-state'
 import type { InstanceSnapshot } from './instance-state'
-import { createCallWasi, runOn } from './instance'
+import { createCallWasi, guestFailure, runOn } from './instance'
 import type { SandboxCall, SandboxOutput } from './instance'
 import { LateImports } from './late-imports'
 import type { MemoryPool } from './memory-pool'
@@ -69,7 +68,7 @@ export class ResetInstances {
       const instance = kept.instance
       return runOn(call, () => instance, kept.memory, wasi)
     } catch (err) {
-      throw classifyGuestThrow(err)
+      throw guestFailure(err, call, wasi)
     } finally {
       wasi?.close()
       kept?.wasi?.unbind()

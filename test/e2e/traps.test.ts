@@ -4,6 +4,7 @@
 import { request } from 'undici'
 import wabtInit from 'wabt'
 import { sendUpload } from '../helpers/client'
+import { hasRust, rustSource } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 
@@ -42,7 +43,27 @@ test('PLUGIN_TRAP carries the wasm backtrace with function names; the log line n
     // no name in the name section (wabt names only $-named functions): its index
     expect.stringMatching(/^function 2 \(function 2 at 0x[0-9a-f]+\)$/)
   ])
-  const line = server.output().split('\n').find(l => l.includes('"PLUGIN_TRAP"'))
+  // The log travels through a pipe from the server process: it may arrive after the answer.
+  let line: string | undefined
+  for (let i = 0; i < 100 && line === undefined; i++) {
+    line = server.output().split('\n').find(l => l.includes('"code":"PLUGIN_TRAP"') && l.includes('"statusCode"'))
+    if (line === undefined) await new Promise(resolve => setTimeout(resolve, 50))
+  }
   expect(line).toBeDefined()
   expect(JSON.parse(line as string)).toMatchObject({ plugin: 'deep', code: 'PLUGIN_TRAP', statusCode: 422 })
+})
+
+const rustTest = hasRust() ? test : test.skip
+if (!hasRust() && process.env.REQUIRE_TOOLCHAINS === '1') throw new Error('rustc with wasm32-wasi is required (REQUIRE_TOOLCHAINS=1)')
+
+rustTest('a Rust plugin whose stdout runs over outputBytes (println! panics) is PLUGIN_INVALID_OUTPUT, not a bare trap', async () => {
+  const wasm = rustSource('fn main() { for i in 0..100000 { println!("line {}", i); } }\n')
+  const up = await sendUpload(server.url, 'POST', '/plugins', wasm, { name: 'chatty', abi: 'wasi', limits: { outputBytes: 1024 } })
+  expect(up.status).toBe(201)
+  const res = await request(`${server.url}/plugins/chatty/execute`, { method: 'POST', body: '' })
+  const body = await res.body.json() as { code: string, details: { limit: number, stderr: string } }
+  expect(res.statusCode).toBe(502)
+  expect(body.code).toBe('PLUGIN_INVALID_OUTPUT')
+  expect(body.details.limit).toBe(1024)
+  expect(body.details.stderr).toContain('failed printing to stdout')
 })
