@@ -37,7 +37,8 @@ const millionFunctions = (): Buffer => {
 }
 
 const fast = { limits: { timeoutMs: 200 } }
-const plugin = { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
+// The longest deadline: these cases are about what the calls store, not how fast they run.
+const plugin = { limits: { timeoutMs: 30_000 }, capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
 const cases: Case[] = [
   { name: 'loop-entry', module: async () => watFixture('hostile'), manifest: fast, ...fn('loop', 504, 'DEADLINE_EXCEEDED') },
   { name: 'loop-start', module: async () => watFixture('start-loop'), manifest: fast, call: { status: 504, code: 'DEADLINE_EXCEEDED' } },

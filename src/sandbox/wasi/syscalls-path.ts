@@ -30,8 +30,8 @@ type PathNames =
 
 const O = constants
 const FILE_MODE = 0o644
-const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 const DIR_MODE = 0o755
+const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 
 /** Runs `fn` on a resolved path and always releases the walk's transient fds. */
 function using<T> (loc: Located, fn: (loc: Located) => T): T {
