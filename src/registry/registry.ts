@@ -192,7 +192,9 @@ export class PluginRegistry {
       // removal below is not racing a writer (and the files of a deleted plugin stop growing).
       const quota = this.#quotas.get(name)
       this.#quotas.delete(name)
-      if (quota !== undefined) retireQuotaBlock(await quota)
+      // (A measurement that failed left no block: no call got one to write through.)
+      const block = await quota?.catch(() => undefined)
+      if (block !== undefined) retireQuotaBlock(block)
       await this.#store.removeVolume(name)
       await this.#collect()
     })

@@ -40,7 +40,8 @@ const millionFunctions = (): Buffer => {
 }
 
 const fast = { limits: { timeoutMs: 200 } }
-const plugin = { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
+// The longest deadline: these cases are about what the calls store, not how fast they run.
+const plugin = { limits: { timeoutMs: 30_000 }, capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
 
 /** What wasi-symlink-out prints: no way out was made, nothing was read through one. */
 function symlinkOutTranscript (text: string): void {

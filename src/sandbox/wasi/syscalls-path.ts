@@ -32,8 +32,8 @@ type PathNames =
 
 const O = constants
 const FILE_MODE = 0o644
-const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 const DIR_MODE = 0o755
+const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code
 
 /** Entries whose st_size a quota counts: files, and symlinks (their target's length). */
 function counted (st: BigIntStats): boolean {
