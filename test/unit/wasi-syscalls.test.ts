@@ -652,6 +652,10 @@ describe('clocks, random, sched, proc, sock', () => {
     const m1 = g.u64(t)
     g.w.clock_time_get(Clockid.MONOTONIC, 0n, t)
     expect(g.u64(t)).toBeGreaterThanOrEqual(m1)
+    // The CPU clocks count the call's own CPU time (from 0 when its instance was made, at the
+    // kernel's accounting granularity): burn some on this thread, then both have moved.
+    const burnUntil = process.threadCpuUsage().user + process.threadCpuUsage().system + 30_000
+    for (let u = process.threadCpuUsage(); u.user + u.system < burnUntil; u = process.threadCpuUsage());
     expect(g.w.clock_time_get(Clockid.PROCESS_CPUTIME_ID, 0n, t)).toBe(0)
     expect(g.u64(t)).toBeGreaterThan(0n)
     expect(g.w.clock_time_get(Clockid.THREAD_CPUTIME_ID, 0n, t)).toBe(0)
