@@ -26,8 +26,9 @@ export function descriptorBytes (d: PluginDescriptor): number {
   return Buffer.byteLength(JSON.stringify(d))
 }
 
-function listBytes (items: readonly unknown[]): number {
-  return Buffer.byteLength(JSON.stringify(items))
+function listBytes (items: readonly unknown[] | undefined): number {
+  // A descriptor read from disk may lack a list (stored by an older version).
+  return Buffer.byteLength(JSON.stringify(items ?? []))
 }
 
 /** Why `d` is over the bound, naming what takes the room, or undefined when it fits. */

@@ -24,9 +24,10 @@ const CPU_CLOCKS = `(module
     (i32.store (i32.const 4) (i32.const 16))
     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`
 
-async function upload (url: string, name: string, wasm: Buffer, token?: string): Promise<void> {
+async function upload (url: string, name: string, wasm: Buffer, token?: string, manifest?: unknown): Promise<void> {
   const form = new FormData()
   form.append('module', new Blob([new Uint8Array(wasm)]), `${name}.wasm`)
+  if (manifest !== undefined) form.append('manifest', JSON.stringify(manifest))
   const res = await request(`${url}/plugins`, { method: 'POST', body: form, headers: token !== undefined ? { authorization: `Bearer ${token}` } : {} })
   expect(res.statusCode).toBe(201)
   await res.body.dump()
@@ -43,10 +44,11 @@ test('the CPU-time clocks count the call\'s own CPU time: other plugins\' work d
   // One worker thread: the burner and the probe run on the same thread, one after the other.
   server = track(await startServer({ WORKERS: '1' }))
   await upload(server.url, 'clocks', await wat(CPU_CLOCKS))
-  await upload(server.url, 'spin', await watFixture('spin'))
+  // The longest deadline allowed: on a loaded machine the burn takes seconds of wall time.
+  await upload(server.url, 'spin', await watFixture('spin'), undefined, { limits: { timeoutMs: 30_000 } })
   await cpuClocks(server.url)
-  // Another plugin burns CPU (450M iterations: hundreds of ms) on the probe's thread.
-  const burn = await request(`${server.url}/plugins/spin/execute`, { method: 'POST', body: '9', headers: { 'content-type': 'application/json' } })
+  // Another plugin burns CPU (250M iterations: a few hundred ms) on the probe's thread.
+  const burn = await request(`${server.url}/plugins/spin/execute`, { method: 'POST', body: '5', headers: { 'content-type': 'application/json' } })
   expect(burn.statusCode).toBe(200)
   await burn.body.dump()
   const burnedMs = Number(/dur=([\d.]+)/.exec(String(burn.headers['server-timing']))?.[1])
