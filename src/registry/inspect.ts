@@ -89,7 +89,7 @@ export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declared
     throw serviceError('CAPABILITY_DENIED', [`imports not granted: ${denied.map(d => `${d.module}.${d.name}`).join(', ')}`], { details: { imports: denied } })
   }
   const entries = funcExports(info).filter(e => isJsonEntryType(e.type)).map(e => e.name)
-  return { info, abi, entries, rewritten, memory, reset: planReset(info) }
+  return { info, abi, entries, rewritten, memory, reset: planReset(info, abi) }
 }
 
 /** Text that starts, after blanks and `;;` comments, with `(module`: a .wat file sent as is. */

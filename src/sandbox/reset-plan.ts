@@ -16,6 +16,7 @@ export type ResetFallback =
   | 'v128_global'
   | 'imported_global'
   | 'imported_table'
+  | 'json_without_alloc'
 
 /** How a call gets the state of a new instance. */
 export type ResetPlan = { mode: 'reset' } | { mode: 'new-instance', reason: ResetFallback, detail: string }
@@ -26,12 +27,16 @@ const DETAIL: Record<ResetFallback, string> = {
   start_function_imports: 'the module has a start function and imports functions: what the start function gets from the host is per call',
   v128_global: 'the module has a mutable v128 global, which JavaScript can neither read nor write',
   imported_global: 'the module imports a global, which the instance does not own',
-  imported_table: 'the module imports a table, which the instance does not own'
+  imported_table: 'the module imports a table, which the instance does not own',
+  json_without_alloc: 'a json plugin without alloc: the host writes each input by growing memory, and a grown memory cannot be reset'
 }
 
 /** Decides how calls of this module get the state of a new instance (see the file comment). */
-export function planReset (info: ModuleInfo): ResetPlan {
-  const reason = fallbackOf(info)
+export function planReset (info: ModuleInfo, abi: string): ResetPlan {
+  const reason = fallbackOf(info) ??
+    // abi-json.ts writes the input past the end of memory, growing it, when there is no alloc:
+    // every call would leave an instance that cannot be reset, after paying for its snapshot.
+    (abi === 'json' && !info.exports.some(e => e.kind === 'func' && e.name === 'alloc') ? 'json_without_alloc' : undefined)
   return reason === undefined ? { mode: 'reset' } : { mode: 'new-instance', reason, detail: DETAIL[reason] }
 }
 

@@ -53,7 +53,7 @@ const JSON_OPS = ['observe', 'write', 'grow', 'tgrow', 'trap', 'overflow', 'deep
 const WASI_OPS = ['o', 'w', 'g', 't', 'e', 'z'] as const
 
 describe('reset plan', () => {
-  const plan = async (source: string): Promise<ReturnType<typeof planReset>> => planReset(parseModule(await wat(source), parseLimitsFor(LIMITS.memoryBytes)))
+  const plan = async (source: string, abi = 'wasi'): Promise<ReturnType<typeof planReset>> => planReset(parseModule(await wat(source), parseLimitsFor(LIMITS.memoryBytes)), abi)
 
   test('the state fixtures (start function without imports, tables, every kind of global) are reset in place', async () => {
     expect((await load(await watFixture('state-json'))).plan).toEqual({ mode: 'reset' })
@@ -69,6 +69,12 @@ describe('reset plan', () => {
     const p = await plan(source)
     expect(p).toMatchObject({ mode: 'new-instance', reason })
     expect(p.mode === 'new-instance' && p.detail.length > 20).toBe(true)
+  })
+
+  test('a json plugin without alloc (its input is written by growing memory) gets a new instance per call', async () => {
+    const base = '(memory (export "memory") 1) (func (export "execute") (param i32 i32) (result i32 i32) (i32.const 0) (i32.const 0))'
+    expect(await plan(`(module ${base})`, 'json')).toMatchObject({ mode: 'new-instance', reason: 'json_without_alloc' })
+    expect(await plan(`(module ${base} (func (export "alloc") (param i32) (result i32) (i32.const 0)))`, 'json')).toEqual({ mode: 'reset' })
   })
 
   test('passive segments without data.drop/elem.drop (memory.init, table.init only) do not prevent a reset', async () => {
