@@ -91,7 +91,12 @@ export class MemoryPool implements MemorySource {
    */
   hold (bytes: number): void {
     this.#heldBytes += bytes
-    this.#makeRoom(0)
+    // Free memories go first, even when kept instances alone are over the budget (the caller
+    // then drops instances too).
+    for (const key of this.#shapes.keys()) {
+      if (this.bytes <= this.#maxBytes) break
+      this.#dropShape(key)
+    }
   }
 
   /** Everything this worker keeps: free memories and what kept instances hold. */
@@ -112,7 +117,7 @@ export class MemoryPool implements MemorySource {
     this.#freeBytes -= memory.buffer.byteLength
   }
 
-  /** Drops free memories until `bytes` more fit in the budget; false when they cannot. */
+  /** Drops free memories until `bytes` more fit in the budget; false (dropping nothing) when they cannot. */
   #makeRoom (bytes: number): boolean {
     if (bytes + this.#heldBytes > this.#maxBytes) return false
     for (const key of this.#shapes.keys()) {

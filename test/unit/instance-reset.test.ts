@@ -212,6 +212,20 @@ describe('what a worker keeps is bounded by bytes (security issue 16)', () => {
     expect(resets.stats.created).toBe(created)
   })
 
+  test('what kept instances hold pushes free memories out first', () => {
+    const pool = new MemoryPool(4 * PAGE)
+    pool.release(pool.acquire(2, 8), 2, 8)
+    expect(pool.bytes).toBe(2 * PAGE)
+    pool.hold(3 * PAGE)
+    expect(pool.bytes).toBe(3 * PAGE) // the free 2-page memory went
+    pool.hold(-3 * PAGE)
+    pool.release(pool.acquire(2, 8), 2, 8)
+    pool.hold(5 * PAGE) // instances alone over the budget: the free memories still go
+    expect(pool.bytes).toBe(5 * PAGE)
+    pool.release(pool.acquire(1, 8), 1, 8) // and nothing more is kept
+    expect(pool.bytes).toBe(5 * PAGE)
+  })
+
   test('an instance whose memory alone is over the budget is never kept', async () => {
     const pool = new MemoryPool(PAGE / 2)
     const resets = new ResetInstances(pool)
