@@ -23,7 +23,8 @@ const MiB = 1024 * 1024
 const ENTRY_BYTES = 4096
 const ENTRIES = 10_000
 const WASI = { ROFS: 69, DQUOT: 19, NOENT: 44 }
-const DATA = { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
+// The longest deadline: these tests are about what calls store, not how fast a loaded machine runs them.
+const DATA = { limits: { timeoutMs: 30_000 }, capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }
 
 let server: RunningServer | undefined
 const roots: string[] = []
@@ -127,7 +128,7 @@ suite('a @plugin volume under attack', () => {
   test('a file one call holds open stays charged when another call unlinks it', async () => {
     const dir = dataDir()
     await start(dir, { PLUGIN_DISK_BYTES: String(4 * MiB) })
-    await upload('holder', { limits: { timeoutMs: 20_000 }, ...DATA })
+    await upload('holder')
     const big = join(dir, 'volumes', 'holder', 'big')
     expect((await call('holder', 'write hold 1')).status).toBe(200)
     const holding = call('holder', 'hold big')
@@ -157,7 +158,7 @@ suite('a @plugin volume under attack', () => {
 
   test(`at most ${ENTRIES} entries in a volume, whatever its byte quota`, async () => {
     await start(dataDir(), { PLUGIN_DISK_BYTES: String(1024 * MiB) })
-    await upload('many', { limits: { timeoutMs: 30_000 }, ...DATA }) // 10,000 mkdirs on a loaded machine
+    await upload('many')
     const res = await call('many', `mkdirs ${ENTRIES + 100}`)
     expect(res.body).toEqual({ made: ENTRIES, errno: WASI.DQUOT })
   })
@@ -165,7 +166,7 @@ suite('a @plugin volume under attack', () => {
   test('DELETE during a call that keeps writing: 204, the call stops writing, nothing is left', async () => {
     const dir = dataDir()
     await start(dir)
-    await upload('churn', { limits: { timeoutMs: 20_000 }, ...DATA })
+    await upload('churn')
     const running = call('churn', 'churn 100000000')
     // Wait until the call is writing.
     for (let i = 0; i < 200 && readdirSync(join(dir, 'volumes', 'churn')).length < 50; i++) await new Promise(resolve => setTimeout(resolve, 20))
