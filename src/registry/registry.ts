@@ -21,6 +21,8 @@ export interface PluginEntry {
   readonly memory: Inspection['memory']
   readonly validateInput: ((data: unknown) => string | undefined) | undefined
   readonly validateOutput: ((data: unknown) => string | undefined) | undefined
+  /** extism ABI: the manifest's config (what config_get answers); never in the descriptor. */
+  readonly config: Readonly<Record<string, string>>
   /** The compiled (rewritten) module, from the bounded cache. */
   module: () => Promise<WebAssembly.Module>
 }
@@ -193,6 +195,7 @@ export class PluginRegistry {
       memory: inspection.memory,
       validateInput: manifest.inputSchema !== undefined ? compileSchema(manifest.inputSchema) : EMPTY_SCHEMA_ERROR,
       validateOutput: manifest.outputSchema !== undefined ? compileSchema(manifest.outputSchema) : EMPTY_SCHEMA_ERROR,
+      config: Object.freeze({ ...manifest.config }),
       module: () => this.#cache.get(key, load)
     })
   }

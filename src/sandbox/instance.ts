@@ -2,9 +2,11 @@
 // exactly the imports the plugin was granted, then the ABI's calling convention. Or, for a
 // plugin whose manifest opts in ("instance": "reuse"), one kept instance serving many calls.
 // Runs inside a worker thread; the deadline is enforced from outside by terminating it.
+import { runExtism } from './abi-extism'
 import { callEntry, callJsonEntry, isJson } from './abi-json'
 import type { InputRegion } from './abi-json'
 import { classifyGuestThrow, GuestError } from './guest-error'
+import type { ExtismEffects, ExtismSpec, HttpFunction } from './extism/types'
 import type { MemorySource } from './memory-pool'
 import { createWasi, WasiExit } from './wasi'
 import type { Wasi } from './wasi'
@@ -13,7 +15,7 @@ export interface SandboxPreopen { guestPath: string, hostPath: string, readOnly:
 
 export interface SandboxCall {
   module: WebAssembly.Module
-  abi: 'json' | 'wasi'
+  abi: 'json' | 'wasi' | 'extism'
   entry: string
   input: Uint8Array
   memory: { initial: number, maximum: number } | undefined
@@ -23,6 +25,8 @@ export interface SandboxCall {
   wasi: { args: string[], env: Record<string, string>, preopens: SandboxPreopen[] } | undefined
   /** Told about every host fd the call opens and closes (see workers/worker.ts). */
   onHostFd?: (fd: number, open: boolean) => void
+  /** extism ABI: what the kernel grants, where it reports, and how it reaches HTTP. */
+  extism?: { spec: ExtismSpec, effects: ExtismEffects, http: HttpFunction | undefined }
 }
 
 export interface SandboxOutput {
@@ -57,7 +61,8 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
         env: call.wasi?.env ?? {},
         preopens: call.wasi?.preopens ?? [],
         stdin: call.abi === 'wasi' ? call.input : new Uint8Array(0),
-        stdoutLimit: call.outputBytes,
+        // An extism plugin's stdout is logged, never the response: keep a log-sized tail.
+        stdoutLimit: call.abi === 'extism' ? STDERR_BYTES : call.outputBytes,
         stderrLimit: STDERR_BYTES,
         deadline: call.deadline,
         ...(call.onHostFd !== undefined ? { onHostFd: call.onHostFd } : {})
@@ -65,6 +70,7 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
       if (memory !== undefined) wasi.bind(memory)
       imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
     }
+    if (call.abi === 'extism') return runExtismCall(call, imports, memory, wasi)
     return call.abi === 'wasi' ? runCommand(call, imports, wasi as Wasi) : runJson(call, imports, memory)
   } catch (err) {
     throw classifyGuestThrow(err)
@@ -93,6 +99,31 @@ function runJson (call: SandboxCall, imports: WebAssembly.Imports, memory: WebAs
     }
     throw err
   }
+}
+
+function runExtismCall (call: SandboxCall, imports: WebAssembly.Imports, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
+  if (call.extism === undefined) throw new GuestError('INTERNAL', 'extism call without its kernel spec')
+  try {
+    const output = runExtism({ module: call.module, entry: call.entry, input: call.input, outputBytes: call.outputBytes, ...call.extism }, imports, memory, wasi)
+    return { output, stderr: wasiText(wasi) }
+  } catch (err) {
+    const text = wasiText(wasi)
+    if (text !== undefined && text.length > 0) call.extism.effects.logs.push({ level: 'info', msg: utf8.decode(text) })
+    throw err
+  }
+}
+
+/** What an extism plugin wrote to WASI stdout and stderr: logged, never the response. */
+function wasiText (wasi: Wasi | undefined): Uint8Array | undefined {
+  if (wasi === undefined) return undefined
+  const out = wasi.stdout()
+  const err = wasi.stderr()
+  if (out.length === 0) return err
+  if (err.length === 0) return out
+  const both = new Uint8Array(out.length + err.length)
+  both.set(out)
+  both.set(err, out.length)
+  return both
 }
 
 function runCommand (call: SandboxCall, imports: WebAssembly.Imports, wasi: Wasi): SandboxOutput {

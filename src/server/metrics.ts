@@ -18,6 +18,10 @@ export interface Metrics {
   compiled: (seconds: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
+  /** extism ABI: one http_request and its outcome ('ok' or a lower-cased error code). */
+  httpRequest: (plugin: string, outcome: string) => void
+  /** extism ABI: log lines dropped past a call's log budget. */
+  logLinesDropped: (count: number) => void
 }
 
 export interface PoolGauges { queueSize: () => number, threads: () => number }
@@ -71,6 +75,17 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
     registers: [registry]
   })
+  const httpRequests = new Counter({
+    name: 'plugin_http_requests_total',
+    help: 'Outbound HTTP requests of extism plugins by plugin and outcome (ok, or the lower-cased error code).',
+    labelNames: ['plugin', 'outcome'] as const,
+    registers: [registry]
+  })
+  const logDropped = new Counter({
+    name: 'plugin_log_lines_dropped_total',
+    help: 'Log lines of extism plugins dropped past the 64 KiB a call may log.',
+    registers: [registry]
+  })
   const labelled = new Set<string>()
   const label = (plugin: string): string => {
     if (labelled.has(plugin)) return plugin
@@ -88,10 +103,13 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     queueWait: (seconds) => queueWait.observe(seconds),
     terminated: (reason) => terminations.inc({ reason }),
     compiled: (seconds) => compile.observe(seconds),
+    httpRequest: (plugin, outcome) => httpRequests.inc({ plugin: label(plugin), outcome }),
+    logLinesDropped: (count) => logDropped.inc(count),
     pluginsLoaded: (count) => loaded.set(count),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })
+      for (const outcome of ['ok', 'capability_denied', 'plugin_error']) httpRequests.remove({ plugin, outcome })
       // remove() needs every label: find the outcomes this plugin was counted under.
       executions.get().then(({ values }) => {
         for (const v of values) {

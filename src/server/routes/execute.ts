@@ -12,12 +12,15 @@ import { NAME_PATTERN } from '../../registry/manifest'
 import type { PluginRegistry } from '../../registry/registry'
 import type { WorkerPool } from '../../workers/pool'
 import type { Metrics } from '../metrics'
+import { extismContentType } from '../extism-calls'
+import type { ExtismCalls } from '../extism-calls'
 
 export interface ExecuteRoutesOptions {
   config: Config
   registry: PluginRegistry
   pool: WorkerPool
   metrics: Metrics
+  extism: ExtismCalls
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -44,7 +47,7 @@ function ownedBytes (body: unknown): Uint8Array {
   return new Uint8Array(body)
 }
 
-export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (app: FastifyInstance, { config, registry, pool, metrics }) => {
+export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (app: FastifyInstance, { config, registry, pool, metrics, extism }) => {
   // Encapsulated: only this route sees bodies as raw bytes, of any content type.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxInputBytes }, (_request, body, done) => {
@@ -71,6 +74,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         const problem = entry.validateInput(parsed.value)
         if (problem !== undefined) throw serviceError('INVALID_INPUT', [problem])
       }
+      const ext = d.abi === 'extism' ? extism.prepare(entry, request.log, request.id) : undefined
       const result = await pool.execute({
         plugin: name,
         module: await entry.module(),
@@ -82,8 +86,9 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         outputBytes: d.limits.outputBytes,
         wasi: wasiSpec(d, config, registry.volumePath(name)),
         // A key per plugin version: a PUT (new bytes, limits or manifest) gets new instances.
-        reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined
-      })
+        reuse: d.instance === 'reuse' ? `${d.name}\0${d.sha256}\0${d.updatedAt}` : undefined,
+        extism: ext?.task
+      }, ext !== undefined ? { onEffects: ext.onEffects } : {})
       if (result.stderr !== undefined) request.log.info({ plugin: name, stderr: result.stderr.slice(-2048) }, 'plugin stderr')
       let contentType = 'application/json'
       if (entry.validateOutput !== undefined) {
@@ -91,6 +96,8 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         if (!parsed.ok) throw serviceError('PLUGIN_INVALID_OUTPUT', [parsed.message])
         const problem = entry.validateOutput(parsed.value)
         if (problem !== undefined) throw serviceError('PLUGIN_INVALID_OUTPUT', [`output fails the outputSchema: ${problem}`])
+      } else if (d.abi === 'extism') {
+        contentType = extismContentType(result.output, isJson)
       } else if (d.abi === 'wasi' && !isJson(result.output)) {
         // For the content type only: a validating scan, nothing decoded or built (0.3 µs for
         // 100 bytes, vs 0.6-1 µs for decode + JSON.parse; 125 vs 420 µs for 64 KiB of records).
