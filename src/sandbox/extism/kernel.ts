@@ -122,8 +122,8 @@ export class ExtismKernel {
 
   #httpRequest (requestOffset: bigint, bodyOffset: bigint): bigint {
     const text = this.#text(num(requestOffset), 'http_request')
-    const request = parseRequest(text)
     const body = bodyOffset === 0n ? undefined : this.#bytes(num(bodyOffset), 'http_request')
+    const request = parseRequest(text)
     const grant = this.#spec.http
     if (grant === undefined || this.#http === undefined) {
       this.#effects.http.push('capability_denied')
