@@ -18,6 +18,14 @@ import { describePlugin } from './registry/descriptor'
 import { parseManifest, nameRegExp } from './registry/manifest'
 import { applyV8SandboxFlags } from './sandbox/v8-flags'
 import { WorkerPool } from './workers/pool'
+import { randomUUID } from 'node:crypto'
+import pino from 'pino'
+import type { Manifest } from './registry/manifest'
+import { PluginVars } from './registry/plugin-vars'
+import { ExtismCalls } from './server/extism-calls'
+import { createMetrics } from './server/metrics'
+import { OutboundHttp } from './server/outbound-http'
+import { serveHttpBridge } from './workers/http-bridge'
 import { start } from './main'
 
 const HELP: Record<string, string> = {
@@ -38,10 +46,15 @@ Every setting is an environment variable; see the README's configuration table.`
 
   --input TEXT       the call's input (default: standard input; empty when stdin is a terminal)
   --manifest FILE    a manifest JSON file, as uploaded with the plugin
-  --function NAME    json ABI: the export to call (default execute, run, main)
+  --function NAME    the export to call (json ABI default: execute, run, main; extism ABI: the
+                     manifest's entry, else the only function)
+  --config KEY=VALUE extism ABI: a config value (config_get), repeatable; over the manifest's
+  --allow-host HOST  extism ABI: let http_request reach HOST (a name or a glob with *), repeatable;
+                     adds it to the manifest's allowedHosts and to ALLOWED_HOSTS for this run
   --volume-dir DIR   host directory for the plugin's "@plugin" volume (default: a temp dir, removed after)
 
-Prints the output (stdout of a wasi plugin) on standard output; errors as JSON on standard error.
+Prints the output (stdout of a wasi plugin) on standard output; errors as JSON on standard error,
+and an extism plugin's log lines (PLUGIN_LOG_LEVEL) as JSON lines on standard error.
 Limits, grants and ABI detection follow the same environment variables as the service.`,
   inspect: `usage: wasm-plugin-host inspect <plugin.wasm> [--manifest FILE]
 
@@ -68,7 +81,9 @@ async function readStdin (): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config): ReturnType<typeof describePlugin> & { bytes: Buffer } {
+interface Overrides { config: Record<string, string>, allowHosts: string[] }
+
+function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config, overrides?: Overrides): ReturnType<typeof describePlugin> & { bytes: Buffer, manifest: Manifest } {
   if (file === undefined) fail(2, 'missing <plugin.wasm>; see --help')
   let bytes: Buffer
   let manifestText: string | undefined
@@ -79,9 +94,14 @@ function loadPlugin (file: string | undefined, manifestFile: string | undefined,
     fail(2, `cannot read: ${(err as Error).message}`)
   }
   const manifest = parseManifest(manifestText)
+  if (overrides !== undefined && Object.keys(overrides.config).length > 0) manifest.config = { ...manifest.config, ...overrides.config }
+  if (overrides !== undefined && overrides.allowHosts.length > 0) {
+    const http = manifest.capabilities?.http
+    manifest.capabilities = { ...manifest.capabilities, http: { ...http, allowedHosts: [...(http?.allowedHosts ?? []), ...overrides.allowHosts] } }
+  }
   const stem = basename(file).replace(/\.wasm$/i, '').toLowerCase()
   const name = manifest.name ?? (nameRegExp.test(stem) ? stem : 'plugin')
-  return { ...describePlugin(name, bytes, manifest, config), bytes }
+  return { ...describePlugin(name, bytes, manifest, config), bytes, manifest }
 }
 
 async function runCommand (args: string[], config: Config): Promise<number> {
@@ -92,14 +112,24 @@ async function runCommand (args: string[], config: Config): Promise<number> {
       input: { type: 'string' },
       manifest: { type: 'string' },
       function: { type: 'string' },
+      config: { type: 'string', multiple: true },
+      'allow-host': { type: 'string', multiple: true },
       'volume-dir': { type: 'string' },
       help: { type: 'boolean' }
     }
   })
   if (values.help === true) { process.stdout.write(`${HELP.run ?? ''}\n`); return 0 }
+  const overrides: Overrides = { config: {}, allowHosts: values['allow-host'] ?? [] }
+  for (const kv of values.config ?? []) {
+    const eq = kv.indexOf('=')
+    if (eq <= 0) fail(2, `--config '${kv}' is not KEY=VALUE`)
+    overrides.config[kv.slice(0, eq)] = kv.slice(eq + 1)
+  }
+  // The one who runs the CLI is its operator: --allow-host widens ALLOWED_HOSTS for this run.
+  if (overrides.allowHosts.length > 0) config = Object.freeze({ ...config, allowedHosts: [...config.allowedHosts, ...overrides.allowHosts] })
   let plugin: ReturnType<typeof loadPlugin>
   try {
-    plugin = loadPlugin(positionals[0], values.manifest, config)
+    plugin = loadPlugin(positionals[0], values.manifest, config, overrides)
   } catch (err) {
     process.stderr.write(`${errorJson(err)}\n`)
     return 3
@@ -108,6 +138,13 @@ async function runCommand (args: string[], config: Config): Promise<number> {
   const input = values.input !== undefined ? Buffer.from(values.input) : await readStdin()
   const volumeDir = values['volume-dir'] ?? mkdtempSync(join(tmpdir(), 'wph-volume-'))
   const pool = new WorkerPool({ workers: 1, queueMax: 1, queueTimeoutMs: 60_000, pluginConcurrency: 1 })
+  const outbound = new OutboundHttp({ operatorHosts: config.allowedHosts, allowPrivate: config.httpAllowPrivate })
+  const channel = `wph-http-${randomUUID()}`
+  const closeBridge = serveHttpBridge(channel, async (m) => await outbound.request({ ...m.request, allowedHosts: m.allowedHosts, responseBytes: m.responseBytes, deadline: m.deadline }))
+  const log = pino({ level: 'trace', base: undefined }, pino.destination({ dest: 2, sync: true }))
+  const ext = descriptor.abi === 'extism'
+    ? new ExtismCalls(config, new PluginVars(), createMetrics(() => undefined), channel).prepare(descriptor, plugin.manifest.config ?? {}, log, 'cli')
+    : undefined
   try {
     const module = await WebAssembly.compile(inspection.rewritten as Uint8Array<ArrayBuffer>)
     const result = await pool.execute({
@@ -119,8 +156,9 @@ async function runCommand (args: string[], config: Config): Promise<number> {
       memory: inspection.memory,
       timeoutMs: descriptor.limits.timeoutMs,
       outputBytes: descriptor.limits.outputBytes,
-      wasi: wasiSpec(descriptor, config, volumeDir)
-    })
+      wasi: wasiSpec(descriptor, config, volumeDir),
+      extism: ext?.task
+    }, ext !== undefined ? { onEffects: ext.onEffects } : {})
     if (result.stderr !== undefined) process.stderr.write(result.stderr)
     process.stdout.write(result.output)
     return 0
@@ -133,6 +171,9 @@ async function runCommand (args: string[], config: Config): Promise<number> {
     return 1
   } finally {
     await pool.close()
+    closeBridge()
+    await outbound.close()
+    log.flush()
     if (values['volume-dir'] === undefined) rmSync(volumeDir, { recursive: true, force: true })
   }
 }

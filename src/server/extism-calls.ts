@@ -5,10 +5,10 @@ import { isUtf8 } from 'node:buffer'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../config'
 import { EXTISM_LIMITS } from '../registry/manifest'
-import type { PluginEntry } from '../registry/registry'
+import type { PluginDescriptor } from '../registry/descriptor'
 import type { PluginVars } from '../registry/plugin-vars'
 import { LOG_LEVELS } from '../sandbox/extism/types'
-import type { ExtismEffects } from '../sandbox/extism/types'
+import type { ExtismEffects, LogLevel } from '../sandbox/extism/types'
 import type { ExtismTask } from '../workers/protocol'
 import type { Metrics } from './metrics'
 
@@ -31,14 +31,14 @@ export class ExtismCalls {
     this.#httpChannel = httpChannel
   }
 
-  prepare (entry: PluginEntry, log: FastifyBaseLogger, reqId: string): ExtismCall {
-    const d = entry.descriptor
+  /** The task part of one call of `d` (with the manifest's `config`), and its effects hook. */
+  prepare (d: PluginDescriptor, config: Readonly<Record<string, string>>, log: Pick<FastifyBaseLogger, LogLevel>, reqId: string): ExtismCall {
     const plugin = d.name
     const snapshot = this.#vars.snapshot(plugin)
     const varBytes = d.limits.varBytes ?? EXTISM_LIMITS.varBytes.default
     const http = d.capabilities.http
     const task: ExtismTask = {
-      config: entry.config,
+      config,
       vars: snapshot.vars,
       varBytes,
       memoryBytes: d.limits.memoryBytes,

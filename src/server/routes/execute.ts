@@ -74,7 +74,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
         const problem = entry.validateInput(parsed.value)
         if (problem !== undefined) throw serviceError('INVALID_INPUT', [problem])
       }
-      const ext = d.abi === 'extism' ? extism.prepare(entry, request.log, request.id) : undefined
+      const ext = d.abi === 'extism' ? extism.prepare(d, entry.config, request.log, request.id) : undefined
       const result = await pool.execute({
         plugin: name,
         module: await entry.module(),
