@@ -2,6 +2,9 @@
 // (@extism/extism 1.0.3) with the same input and config: outputs byte-equal, errors of the
 // same kind, the same log lines. Where the SDK departs from Extism's reference runtime the
 // case says so and checks the documented difference instead.
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { buildApp } from '../../src/app'
 import { loadConfig } from '../../src/config'
 import { removeDir, tempDir, uploadBody } from '../helpers/build-app'
@@ -153,4 +156,36 @@ test('AssemblyScript PDK: config, vars across calls, bytes, errors, logs, traps'
     ['unicode', 'plain ascii'],
     ['unicode', 'héllo wörld']
   ])
+})
+
+/** Builds examples/DIR with its build.sh; undefined when its toolchain is missing (exit 3). */
+function example (dir: string): Buffer | undefined {
+  const root = resolve(__dirname, '..', '..', 'examples', dir)
+  const run = spawnSync('bash', [join(root, 'build.sh')], { encoding: 'utf8', timeout: 300_000 })
+  if (run.status === 3 && process.env.REQUIRE_TOOLCHAINS !== '1') {
+    console.warn(`skipping examples/${dir}: toolchain missing`)
+    return undefined
+  }
+  if (run.status !== 0) throw new Error(`examples/${dir}/build.sh failed: ${run.stdout}${run.stderr}`)
+  return readFileSync(join(root, 'build', 'count_vowels.wasm'))
+}
+
+const vowelCases: Case[] = [
+  ['count_vowels', 'Hello World'],
+  ['count_vowels', ''],
+  ['count_vowels', 'naïve café, Øresund, 日本語 👋 AEIOU'],
+  ['count_vowels', 'Ab'.repeat(5000)]
+]
+
+test('examples/c-extism: the C plugin against our kernel header, default and configured vowels', async () => {
+  const wasm = example('c-extism')
+  if (wasm === undefined) return
+  await differential('c-extism', wasm, {}, vowelCases)
+  await differential('c-extism-y', wasm, { vowels: 'yY' }, [['count_vowels', 'Yes, yearly']])
+})
+
+test('examples/as-extism: the AssemblyScript example (config, a var across calls, logs)', async () => {
+  const wasm = example('as-extism')
+  if (wasm === undefined) return
+  await differential('as-extism', wasm, { vowels: 'aeiouy' }, vowelCases)
 })
