@@ -125,7 +125,9 @@ export class OutboundHttp {
       if (cause instanceof RefusedAddress || err instanceof RefusedAddress) {
         return { ok: false, code: 'CAPABILITY_DENIED', message: `http_request: ${(cause as Error).message}`, host }
       }
-      if (abort.signal.aborted) return { ok: false, code: 'PLUGIN_ERROR', message: 'http_request: aborted at the deadline' }
+      // The pool terminates the worker at this same deadline (504); the worker must not take
+      // this answer for the call's end first (see workers/http-bridge.ts).
+      if (abort.signal.aborted) return { ok: false, code: 'PLUGIN_ERROR', message: 'http_request: aborted at the deadline', deadline: true }
       const code = (err as { code?: unknown }).code
       return { ok: false, code: 'PLUGIN_ERROR', message: `http_request to '${host}' failed: ${typeof code === 'string' ? `${code}: ` : ''}${(err as Error).message}` }
     } finally {

@@ -84,6 +84,9 @@ export function httpOverBridge (name: string, allowedHosts: string[], deadline: 
       Atomics.wait(ints, STATE, 0, left > 0 ? left : undefined)
     }
     const meta = JSON.parse(Buffer.from(answer, META_AT, ints[META_LEN] as number).toString('utf8')) as HttpReply
+    // Aborted at the deadline: the pool is terminating this thread (504); answering now would
+    // race it with a 422. Block until the thread is gone.
+    if (!meta.ok && meta.deadline === true) for (;;) Atomics.wait(ints, STATE, 1)
     if (!meta.ok) return meta
     return { ...meta, body: new Uint8Array(answer, META_AT + META_BYTES, ints[BODY_LEN] as number).slice() }
   }

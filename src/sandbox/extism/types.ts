@@ -52,7 +52,7 @@ export interface HttpRequestSpec {
 
 export type HttpReply =
   | { ok: true, status: number, headers: Record<string, string>, body: Uint8Array }
-  | { ok: false, code: 'CAPABILITY_DENIED' | 'PLUGIN_ERROR', message: string, host?: string }
+  | { ok: false, code: 'CAPABILITY_DENIED' | 'PLUGIN_ERROR', message: string, host?: string, deadline?: boolean }
 
 /** Makes a request for the guest and waits for its answer (the worker blocks meanwhile). */
 export type HttpFunction = (request: HttpRequestSpec, responseBytes: number) => HttpReply
