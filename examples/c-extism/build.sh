@@ -21,7 +21,10 @@ if [ -f "$out" ] && [ -z "$(find count_vowels.c extism.h build.sh -newer "$out")
   exit 0
 fi
 mkdir -p build
-"$clang" --target=wasm32 -O2 -nostdlib -mbulk-memory -Wall -Wextra -Werror \
+# clang runs a wasm-opt it finds on PATH after linking at -O2, without our feature flags:
+# binaryen's (node_modules/.bin, on PATH under npm and npx) then refuses memory.fill. Link without it.
+no_wasm_opt="$(printf '%s' "$PATH" | tr ':' '\n' | while read -r d; do [ -x "$d/wasm-opt" ] || printf '%s:' "$d"; done)"
+PATH="${no_wasm_opt%:}" "$clang" --target=wasm32 -O2 -nostdlib -mbulk-memory -Wall -Wextra -Werror \
   -Wl,--no-entry -Wl,--strip-all \
   count_vowels.c -o "$out.$$.tmp"
 mv "$out.$$.tmp" "$out"

@@ -18,7 +18,7 @@ const PINO_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'inf
 
 let app: FastifyInstance
 let dataDir: string
-const serviceLogs: Array<{ plugin?: string, level: number, msg: string }> = []
+const serviceLogs: Array<{ plugin?: string, code?: string, level: number, msg: string }> = []
 
 beforeAll(async () => {
   dataDir = tempDir('wph-extism-diff-')
@@ -38,8 +38,9 @@ async function upload (name: string, wasm: Buffer, manifest: Record<string, unkn
   expect(res.statusCode).toBe(201)
 }
 
+/** The plugin's own log lines; not the service's line for a failed call (it has a `code`). */
 function logsOf (plugin: string): LogLine[] {
-  return serviceLogs.filter(l => l.plugin === plugin).map(l => ({ level: PINO_LEVELS[l.level] ?? String(l.level), msg: l.msg }))
+  return serviceLogs.filter(l => l.plugin === plugin && l.code === undefined).map(l => ({ level: PINO_LEVELS[l.level] ?? String(l.level), msg: l.msg }))
 }
 
 type Case = [fn: string, input: string, note?: string]
