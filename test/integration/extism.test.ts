@@ -1,7 +1,9 @@
 // The extism ABI through the service, for what the differential test cannot ask the SDK:
 // detection, entry selection, content types, the kernel functions the SDK 1.0.3 lacks, the
 // bounds (memory, vars, logs, output), bad offsets, vars across PUT/DELETE, upload refusals.
-import { buildTestApp, uploadBody } from '../helpers/build-app'
+import { buildApp } from '../../src/app'
+import { loadConfig } from '../../src/config'
+import { buildTestApp, removeDir, tempDir, uploadBody } from '../helpers/build-app'
 import type { TestApp } from '../helpers/build-app'
 import { wat, watFixture } from '../helpers/fixtures'
 
@@ -171,4 +173,40 @@ test('WASI inside an extism plugin: granted through capabilities.wasi; stdout go
   expect(ok.body).toBe('!')
   expect((await upload('wasi-exit', await wat(source(3)), { capabilities: { wasi: {} } })).statusCode).toBe(201)
   expect((await exec('wasi-exit', 'run')).json()).toMatchObject({ code: 'PLUGIN_EXIT', details: { exitCode: 3 } })
+})
+
+test('an extism trap after WASI stderr: PLUGIN_TRAP without details.stderr (stdio goes to the log); a new instance per call, counted as extism_kernel', async () => {
+  const lines: Array<{ plugin?: string, code?: string, msg: string }> = []
+  const dataDir = tempDir('wph-extism-trap-')
+  const app = await buildApp(loadConfig({ WORKERS: '1', DATA_DIR: dataDir, PLUGIN_LOG_LEVEL: 'info' }), {
+    logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } }
+  })
+  try {
+    const source = `(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (import "extism:host/env" "output_set" (func $o (param i64 i64)))
+      (memory (export "memory") 1)
+      (data (i32.const 8) "why it trapped\\n")
+      (func (export "run") (result i32)
+        (i32.store (i32.const 0) (i32.const 8)) (i32.store (i32.const 4) (i32.const 15))
+        (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 100)))
+        unreachable))`
+    const up = await app.inject({ method: 'POST', url: '/plugins', ...uploadBody(await wat(source), { name: 'trap-x', capabilities: { wasi: {} } }) })
+    expect(up.statusCode).toBe(201)
+    expect(up.json().reset).toMatchObject({ mode: 'new-instance', reason: 'extism_kernel' })
+    for (let i = 0; i < 2; i++) {
+      const res = await app.inject({ method: 'POST', url: '/plugins/trap-x/execute?function=run', payload: '' })
+      expect(res.statusCode).toBe(422)
+      expect(res.json().code).toBe('PLUGIN_TRAP')
+      expect(res.json().details?.stderr).toBeUndefined()
+      expect(res.body).not.toMatch(/why it trapped/)
+    }
+    await new Promise(resolve => setImmediate(resolve))
+    expect(lines.filter(l => l.plugin === 'trap-x' && l.code === undefined && l.msg === 'why it trapped\n')).toHaveLength(2)
+    const metrics = (await app.inject({ url: '/metrics' })).body
+    expect(metrics).toMatch(/^plugin_instance_fallbacks_total\{reason="extism_kernel"\} 2$/m)
+  } finally {
+    await app.close()
+    removeDir(dataDir)
+  }
 })
