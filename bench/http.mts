@@ -38,8 +38,17 @@ const SERVICE_ENV = Object.fromEntries((process.env.BENCH_SERVICE_ENV ?? '').spl
 interface Trial { rps: number, p50: number, p90: number, p99: number, max: number, ok: number, non2xx: number, errors: number, mainCpuUs?: number }
 /** `build`: bytes made at run time instead of a fixture (undefined: the toolchain is missing). */
 interface Plugin { name: string, fixture: string, manifest: Record<string, unknown>, build?: () => Buffer | undefined }
-/** `floor`: bench/floor.mts instead of the service (a piscina round trip, no wasm). */
-interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string, floor?: boolean }
+/**
+ * `floor`: bench/floor.mts instead of the service (a piscina round trip, no wasm). `sdk`: the
+ * same Extism plugin through bench/extism-sdk.mts (the Extism JS SDK behind a fastify route).
+ */
+interface Scenario { id: string, label: string, plugin: string, body: Buffer, contentType?: string, floor?: boolean, sdk?: 'per-call' | 'worker' }
+
+/** The count-vowels Extism plugin (examples/c-extism), built by its own build.sh. */
+const extismWasm = (): Buffer => {
+  execFileSync('bash', [join(root, 'examples/c-extism/build.sh')], { stdio: ['ignore', 'ignore', 'inherit'] })
+  return readFileSync(join(root, 'examples/c-extism/build/count_vowels.wasm'))
+}
 
 const plugins: Plugin[] = [
   { name: 'echo', fixture: 'bench-echo', manifest: {} },
@@ -47,7 +56,8 @@ const plugins: Plugin[] = [
   { name: 'wasi-echo', fixture: 'bench-wasi-echo', manifest: {} },
   { name: 'echo-reuse', fixture: 'bench-echo', manifest: { instance: 'reuse' } },
   // Issue 15: a Rust plugin of thousands of functions, served by a reset instance.
-  { name: 'rust-many', fixture: 'rust-many-3000', manifest: {}, build: () => rustWithFunctions(3000) }
+  { name: 'rust-many', fixture: 'rust-many-3000', manifest: {}, build: () => rustWithFunctions(3000) },
+  { name: 'extism-vowels', fixture: 'count_vowels', manifest: { abi: 'extism', entry: 'count_vowels' }, build: extismWasm }
 ]
 
 const small = Buffer.from(JSON.stringify({ text: 'The quick brown fox jumps over the lazy dog', n: [1, 2, 3], nested: { ok: true, ratio: 0.75 } }))
@@ -59,15 +69,18 @@ const big = ((): Buffer => {
   return Buffer.from(JSON.stringify({ items }))
 })()
 
-const scenarios: Scenario[] = [
+const scenarios: Scenario[] = ([
   { id: 'echo', label: 'echo (json ABI)', plugin: 'echo', body: small },
   { id: 'cpu', label: 'cpu (FNV-1a, fixed work)', plugin: 'fnv', body: small },
   { id: 'echo-64k', label: `echo, ${(big.length / 1024).toFixed(0)} KiB input`, plugin: 'echo', body: big },
   { id: 'wasi-echo', label: 'wasi echo (stdin -> stdout)', plugin: 'wasi-echo', body: small },
   { id: 'echo-reuse', label: 'echo, "instance": "reuse"', plugin: 'echo-reuse', body: small },
   { id: 'rust-many', label: 'Rust, 3,303 functions (wasi), reset instance', plugin: 'rust-many', body: small },
-  { id: 'floor', label: 'floor: piscina round trip, no wasm', plugin: '', body: small, floor: true }
-].filter(s => ONLY === undefined || ONLY.includes(s.id))
+  { id: 'floor', label: 'floor: piscina round trip, no wasm', plugin: '', body: small, floor: true },
+  { id: 'extism', label: 'extism count-vowels (c-extism), service', plugin: 'extism-vowels', body: small },
+  { id: 'extism-sdk-call', label: 'extism count-vowels, Extism JS SDK, a plugin per call', plugin: '', body: small, sdk: 'per-call' },
+  { id: 'extism-sdk-worker', label: 'extism count-vowels, Extism JS SDK, one plugin, runInWorker', plugin: '', body: small, sdk: 'worker' }
+] satisfies Scenario[] as Scenario[]).filter(s => ONLY === undefined || ONLY.includes(s.id))
 
 async function compileFixture (wabt: Awaited<ReturnType<typeof wabtInit>>, name: string): Promise<Buffer> {
   const source = readFileSync(join(root, 'test/fixtures/plugins', `${name}.wat`), 'utf8')
@@ -166,10 +179,15 @@ async function main (): Promise<void> {
   })
   const ceiling = node([join(root, 'bench/ceiling.mts')], { PORT: '0' })
   const floor = node([join(root, 'bench/floor.mts')], { PORT: '0', WORKERS: String(WORKERS) })
+  const sdk = scenarios.some(s => s.sdk !== undefined)
+    ? node([join(root, 'bench/extism-sdk.mts')], { PORT: '0', WASM: join(root, 'examples/c-extism/build/count_vowels.wasm'), FUNCTION: 'count_vowels' })
+    : undefined
   try {
+    const sdkUrl = sdk === undefined ? '' : `http://127.0.0.1:${(JSON.parse(await firstLine(sdk)) as { port: number }).port}`
     const ceilingPort = (JSON.parse(await firstLine(ceiling)) as { port: number }).port
     const floorUrl = `http://127.0.0.1:${(JSON.parse(await firstLine(floor)) as { port: number }).port}/echo`
-    const target = (s: Scenario): string => s.floor === true ? floorUrl : `${serviceUrl}/plugins/${s.plugin}/execute`
+    const target = (s: Scenario): string => s.sdk !== undefined ? `${sdkUrl}/${s.sdk}` : s.floor === true ? floorUrl : `${serviceUrl}/plugins/${s.plugin}/execute`
+    const serverOf = (s: Scenario): ChildProcess | undefined => s.sdk !== undefined ? sdk : s.floor === true ? floor : service
     const ceilingUrl = `http://127.0.0.1:${ceilingPort}/echo`
     const serviceUrl = `http://127.0.0.1:${port}`
     await waitReady(serviceUrl)
@@ -201,7 +219,7 @@ async function main (): Promise<void> {
     for (let t = 0; t < TRIALS; t++) {
       for (const s of scenarios) {
         const c = load(ceilingUrl, bodies.get(s) as string, SECONDS, CONNECTIONS, ceiling)
-        const r = load(target(s), bodies.get(s) as string, SECONDS, CONNECTIONS, s.floor === true ? floor : service)
+        const r = load(target(s), bodies.get(s) as string, SECONDS, CONNECTIONS, serverOf(s))
         if (r.non2xx > 0 || r.errors > 0) console.error(`${s.id}: ${r.non2xx} non-2xx, ${r.errors} errors`)
         const entry = results.get(s.id) ?? { trials: [], ceilings: [], ratios: [] }
         entry.trials.push(r)
@@ -247,6 +265,14 @@ async function main (): Promise<void> {
       }
     })
     const cpu = summary.find(s => s.id === 'cpu')
+    // The same Extism plugin: the service's req/s over the SDK's, per trial (interleaved), medians.
+    const extismVs = (other: string): number | undefined => {
+      const a = results.get('extism')
+      const b = results.get(other)
+      if (a === undefined || b === undefined) return undefined
+      return median(a.trials.map((t, i) => t.rps / (b.trials[i]?.rps ?? NaN)))
+    }
+    const extism = { serviceOverSdkPerCall: extismVs('extism-sdk-call'), serviceOverSdkWorker: extismVs('extism-sdk-worker') }
     const inProcessRps = inProcess.length > 0 ? median(inProcess.map(x => x.callsPerSecond)) : undefined
     const machine = {
       nproc: availableParallelism(),
@@ -278,6 +304,7 @@ async function main (): Promise<void> {
               serviceOverInProcess: median(sequential.map(x => x.serviceP50Ms / x.inProcessMs))
             }
           },
+      extism,
       raw: { ...Object.fromEntries(results), cpuInProcess: inProcess, cpuOneAtATime: sequential }
     }
     mkdirSync(dirname(OUT), { recursive: true })
@@ -296,11 +323,17 @@ async function main (): Promise<void> {
         `- throughput, ${WORKERS} threads vs ${CONNECTIONS} connections: in-process ${c.callsPerSecond.toFixed(0)} calls/s, service ${c.serviceRps.toFixed(0)} req/s: in-process / service = **${c.inProcessOverService.toFixed(2)}x**`,
         `- one call at a time: in-process ${c.oneAtATime.inProcessMs.toFixed(2)} ms per call, service p50 ${c.oneAtATime.serviceP50Ms.toFixed(2)} ms (1 connection): service / in-process = **${c.oneAtATime.serviceOverInProcess.toFixed(2)}x**`)
     }
+    if (extism.serviceOverSdkPerCall !== undefined || extism.serviceOverSdkWorker !== undefined) {
+      lines.push('', 'the same Extism plugin (examples/c-extism), service req/s over the Extism JS SDK behind fastify, per trial, medians:', '',
+        `- a plugin created per call: **${(extism.serviceOverSdkPerCall ?? NaN).toFixed(2)}x**`,
+        `- one plugin reused, runInWorker: **${(extism.serviceOverSdkWorker ?? NaN).toFixed(2)}x**`)
+    }
     console.log(lines.join('\n'))
   } finally {
     service.kill('SIGTERM')
     ceiling.kill('SIGTERM')
     floor.kill('SIGTERM')
+    sdk?.kill('SIGTERM')
     rmSync(work, { recursive: true, force: true })
   }
 }

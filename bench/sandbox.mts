@@ -36,7 +36,7 @@ type MemorySource = import('../src/sandbox/memory-pool.js').MemorySource
 const LIMITS = { memoryBytes: 16 * 1024 * 1024, timeoutMs: 5000, tableElements: 10000, outputBytes: 1024 * 1024 }
 const SMALL = Buffer.from(JSON.stringify({ text: 'The quick brown fox jumps over the lazy dog', n: [1, 2, 3], nested: { ok: true, ratio: 0.75 } }))
 
-interface Plugin { module: WebAssembly.Module, memory: { initial: number, maximum: number } | undefined, abi: 'json' | 'wasi' }
+interface Plugin { module: WebAssembly.Module, memory: { initial: number, maximum: number } | undefined, abi: 'json' | 'wasi' | 'extism' }
 
 async function load (fixture: string): Promise<Plugin> {
   const wabt = await wabtInit()

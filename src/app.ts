@@ -18,6 +18,11 @@ import { metricsRoutes } from './server/routes/metrics'
 import { openapiRoutes } from './server/routes/openapi'
 import { MANIFEST_FIELD_BYTES, pluginRoutes } from './server/routes/plugins'
 import { WorkerPool } from './workers/pool'
+import { randomUUID } from 'node:crypto'
+import { PluginVars } from './registry/plugin-vars'
+import { ExtismCalls } from './server/extism-calls'
+import { OutboundHttp } from './server/outbound-http'
+import { serveHttpBridge } from './workers/http-bridge'
 
 export interface AppOptions {
   /** pino options or false; tests pass `false`. */
@@ -108,7 +113,13 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     onBytes: metrics.moduleCacheBytes
   })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).
-  const registry = new PluginRegistry(config, store, cache, { onChange: metrics.pluginsLoaded, onRetire: (name) => pool.forget(name), warn: (msg, err) => app.log.warn({ err }, msg) })
+  // Extism vars live on this thread, per plugin; a replace or delete clears them.
+  const vars = new PluginVars()
+  const registry = new PluginRegistry(config, store, cache, {
+    onChange: metrics.pluginsLoaded,
+    onRetire: (name) => { pool.forget(name); vars.clear(name) },
+    warn: (msg, err) => app.log.warn({ err }, msg)
+  })
   await registry.load((msg, err) => app.log.warn({ err }, msg))
 
   const pool = new WorkerPool({
@@ -120,8 +131,15 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     breakerCooldownMs: config.breakerCooldownMs,
     ...(options.workerFile !== undefined ? { workerFile: options.workerFile } : {})
   }, { onTermination: metrics.terminated, onQueueWait: metrics.queueWait })
+  // Extism plugins' outbound HTTP: workers post requests on this app's own channel.
+  const outbound = new OutboundHttp({ operatorHosts: config.allowedHosts, allowPrivate: config.httpAllowPrivate })
+  const httpChannel = `wph-http-${randomUUID()}`
+  const closeBridge = serveHttpBridge(httpChannel, async (m) => await outbound.request({ ...m.request, allowedHosts: m.allowedHosts, responseBytes: m.responseBytes, deadline: m.deadline }))
+  const extism = new ExtismCalls(config, vars, metrics, httpChannel)
   app.addHook('onClose', async () => {
     await pool.close()
+    closeBridge()
+    await outbound.close()
   })
 
   try {
@@ -150,6 +168,6 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     await app.register(openapiRoutes)
     await app.register(homeRoutes)
     await app.register(pluginRoutes, { config, registry, metrics })
-    await app.register(executeRoutes, { config, registry, pool, metrics })
+    await app.register(executeRoutes, { config, registry, pool, metrics, extism })
   }
 }

@@ -25,6 +25,14 @@ import { describePlugin } from './registry/descriptor'
 import { parseManifest, nameRegExp } from './registry/manifest'
 import { applyV8SandboxFlags } from './sandbox/v8-flags'
 import { WorkerPool } from './workers/pool'
+import { randomUUID } from 'node:crypto'
+import pino from 'pino'
+import type { Manifest } from './registry/manifest'
+import { PluginVars } from './registry/plugin-vars'
+import { ExtismCalls } from './server/extism-calls'
+import { createMetrics } from './server/metrics'
+import { OutboundHttp } from './server/outbound-http'
+import { serveHttpBridge } from './workers/http-bridge'
 import { start } from './main'
 
 const HELP: Record<string, string> = {
@@ -46,7 +54,8 @@ Every setting is an environment variable; see the README's configuration table.`
 
   --input TEXT         the call's input (default: standard input; empty, with a note, when it is a terminal)
   --manifest FILE      a manifest JSON file, as uploaded with the plugin; the flags below are merged into it
-  --function NAME      the export to call (json ABI: default execute, run, main)
+  --function NAME      the export to call (json ABI: default execute, run, main; extism ABI: the
+                       manifest's entry, else the only function)
   --loop N             run N calls, print the last output and a timing summary on standard error
   --volume-dir DIR     an existing host directory for the plugin's "@plugin" volume (default: a temp dir, removed after)
 grants and limits (the author is the operator here: each flag also allows what it asks for):
@@ -61,8 +70,9 @@ grants and limits (the author is the operator here: each flag also allows what i
   --allow-host HOST    extism ABI: a host http_request may reach (capabilities.http.allowedHosts); repeatable
 
 A .wat file is compiled with wabt first. Prints the output (stdout of a wasi plugin) on standard
-output; errors as JSON on standard error. Other limits, and ABI detection, follow the same
-environment variables as the service.`,
+output; errors as JSON on standard error, and an extism plugin's log lines (PLUGIN_LOG_LEVEL) as
+JSON lines on standard error. Other limits, and ABI detection, follow the same environment
+variables as the service.`,
   inspect: `usage: wasm-plugin-host inspect <plugin.wasm|plugin.wat> [--manifest FILE]
 
 Prints the descriptor the service would store ({name, abi, exports, imports, entries, limits, ...}),
@@ -127,7 +137,7 @@ function loadCliConfig (grants?: Grants): Config {
   })
 }
 
-async function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config, grants?: Grants): Promise<ReturnType<typeof describePlugin> & { bytes: Buffer }> {
+async function loadPlugin (file: string | undefined, manifestFile: string | undefined, config: Config, grants?: Grants): Promise<ReturnType<typeof describePlugin> & { bytes: Buffer, manifest: Manifest }> {
   if (file === undefined) throw new UsageError('missing <plugin.wasm>; see --help')
   let manifestText: string | undefined
   try {
@@ -147,7 +157,7 @@ async function loadPlugin (file: string | undefined, manifestFile: string | unde
   if (grants !== undefined) manifest = parseManifest(JSON.stringify(grants.apply(manifest as Record<string, unknown>)))
   const stem = fileStem(basename(file))
   const name = manifest.name ?? (nameRegExp.test(stem) ? stem : 'plugin')
-  return { ...describePlugin(name, bytes, manifest, config), bytes }
+  return { ...describePlugin(name, bytes, manifest, config), bytes, manifest }
 }
 
 const RUN_OPTIONS = {
@@ -186,6 +196,13 @@ async function runCommand (args: string[]): Promise<number> {
   const input = values.input !== undefined ? Buffer.from(values.input) : await readStdin()
   const volumeDir = values['volume-dir'] ?? mkdtempSync(join(tmpdir(), 'wph-volume-'))
   const pool = new WorkerPool({ workers: 1, queueMax: 1, queueTimeoutMs: 60_000, pluginConcurrency: 1 })
+  const outbound = new OutboundHttp({ operatorHosts: config.allowedHosts, allowPrivate: config.httpAllowPrivate })
+  const channel = `wph-http-${randomUUID()}`
+  const closeBridge = serveHttpBridge(channel, async (m) => await outbound.request({ ...m.request, allowedHosts: m.allowedHosts, responseBytes: m.responseBytes, deadline: m.deadline }))
+  const log = pino({ level: 'trace', base: undefined }, pino.destination({ dest: 2, sync: true }))
+  const ext = descriptor.abi === 'extism'
+    ? new ExtismCalls(config, new PluginVars(), createMetrics(() => undefined), channel).prepare(descriptor, plugin.manifest.config ?? {}, log, 'cli')
+    : undefined
   try {
     const compileStart = performance.now()
     const module = await WebAssembly.compile(inspection.rewritten as Uint8Array<ArrayBuffer>)
@@ -199,14 +216,16 @@ async function runCommand (args: string[]): Promise<number> {
       memory: inspection.memory,
       timeoutMs: descriptor.limits.timeoutMs,
       outputBytes: descriptor.limits.outputBytes,
-      wasi: wasiSpec(descriptor, config, volumeDir)
+      wasi: wasiSpec(descriptor, config, volumeDir),
+      extism: ext?.task
     }
+    const hooks = ext !== undefined ? { onEffects: ext.onEffects } : {}
     const workerMs: number[] = []
     const roundTripMs: number[] = []
     let result: Awaited<ReturnType<WorkerPool['execute']>> | undefined
     for (let i = 0; i < loops; i++) {
       const started = performance.now()
-      result = await pool.execute(request)
+      result = await pool.execute(request, hooks)
       roundTripMs.push(performance.now() - started)
       workerMs.push(result.durationMs)
     }
@@ -223,6 +242,9 @@ async function runCommand (args: string[]): Promise<number> {
     return 1
   } finally {
     await pool.close()
+    closeBridge()
+    await outbound.close()
+    log.flush()
     if (values['volume-dir'] === undefined) rmSync(volumeDir, { recursive: true, force: true })
   }
 }

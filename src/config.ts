@@ -45,6 +45,12 @@ export interface Config {
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
   readonly keepAliveTimeoutMs: number
+  /** Host patterns a manifest's capabilities.http.allowedHosts may name; empty: no HTTP. */
+  readonly allowedHosts: readonly string[]
+  /** Whether plugins' HTTP may reach loopback, private, link-local and unspecified addresses. */
+  readonly httpAllowPrivate: boolean
+  /** Lowest level of the log lines extism plugins write that are kept. */
+  readonly pluginLogLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error'
 }
 
 /** Environment variable -> config key, with its JSON-schema type. Also the README's table. */
@@ -82,7 +88,10 @@ const envSchema = {
     REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 120_000 },
     // Default: min(30 s, REQUEST_TIMEOUT_MS), computed below; node wants it <= the request timeout.
     HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
-    KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 }
+    KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 },
+    ALLOWED_HOSTS: { type: 'string', default: '' },
+    HTTP_ALLOW_PRIVATE: { type: 'boolean', default: false },
+    PLUGIN_LOG_LEVEL: { type: 'string', enum: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info' }
   }
 } as const
 
@@ -104,6 +113,7 @@ const validateEnv = ajv.compile(envSchema)
 
 const volumeName = /^[a-z0-9][a-z0-9._-]{0,63}$/
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
+const hostPattern = /^[a-z0-9*.:[\]-]+$/
 
 function parseVolumes (spec: string): Map<string, Volume> {
   const volumes = new Map<string, Volume>()
@@ -152,6 +162,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
   for (const name of allowedEnv) {
     if (!envName.test(name)) throw new ConfigError(`ALLOWED_ENV: '${name}' is not a valid variable name`)
   }
+  const allowedHosts = list(str('ALLOWED_HOSTS')).map(h => h.toLowerCase())
+  for (const host of allowedHosts) {
+    if (!hostPattern.test(host)) throw new ConfigError(`ALLOWED_HOSTS: '${host}' is not a host name or a pattern with *`)
+  }
   const config: Config = {
     host: str('HOST'),
     port: num('PORT'),
@@ -183,6 +197,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     headersTimeoutMs: (v.HEADERS_TIMEOUT_MS as number | undefined) ?? Math.min(30_000, num('REQUEST_TIMEOUT_MS')),
     keepAliveTimeoutMs: num('KEEP_ALIVE_TIMEOUT_MS'),
+    allowedHosts,
+    httpAllowPrivate: v.HTTP_ALLOW_PRIVATE as unknown as boolean,
+    pluginLogLevel: str('PLUGIN_LOG_LEVEL') as Config['pluginLogLevel'],
     ...overrides
   }
   checkConsistency(config)

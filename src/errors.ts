@@ -21,6 +21,7 @@ export const errors = {
   CAPABILITY_DENIED: createError('CAPABILITY_DENIED', '%s', 422),
   PLUGIN_TRAP: createError('PLUGIN_TRAP', 'plugin trapped: %s', 422),
   PLUGIN_EXIT: createError('PLUGIN_EXIT', 'plugin exited with code %s', 422),
+  PLUGIN_ERROR: createError('PLUGIN_ERROR', 'plugin failed: %s', 422),
   PLUGIN_THROTTLED: createError('PLUGIN_THROTTLED', '%s', 429),
   PLUGIN_INVALID_OUTPUT: createError('PLUGIN_INVALID_OUTPUT', 'invalid plugin output: %s', 502),
   OVERLOADED: createError('OVERLOADED', '%s', 503),
@@ -33,7 +34,7 @@ export const errors = {
 export type ErrorCode = keyof typeof errors
 
 /** Codes a worker may report across the thread boundary (plain data, see workers/protocol.ts). */
-export type GuestErrorCode = 'PLUGIN_TRAP' | 'PLUGIN_EXIT' | 'PLUGIN_INVALID_OUTPUT' | 'INVALID_INPUT' | 'FUNCTION_NOT_FOUND' | 'PAYLOAD_TOO_LARGE' | 'OVERLOADED' | 'INTERNAL'
+export type GuestErrorCode = 'PLUGIN_TRAP' | 'PLUGIN_EXIT' | 'PLUGIN_ERROR' | 'CAPABILITY_DENIED' | 'PLUGIN_INVALID_OUTPUT' | 'INVALID_INPUT' | 'FUNCTION_NOT_FOUND' | 'PAYLOAD_TOO_LARGE' | 'OVERLOADED' | 'INTERNAL'
 
 /** Extra, documented fields an error may carry to the client (`details`, `retry-after`). */
 export interface ErrorExtras {

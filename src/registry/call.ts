@@ -16,6 +16,7 @@ export function pickEntry (d: PluginDescriptor, requested: string | undefined): 
     }
     return '_start'
   }
+  if (d.abi === 'extism') return pickExtismEntry(d, requested)
   if (requested !== undefined) {
     if (d.entries.includes(requested)) return requested
     const exported = d.exports.some(e => e.name === requested && e.kind === 'func')
@@ -28,6 +29,19 @@ export function pickEntry (d: PluginDescriptor, requested: string | undefined): 
     throw serviceError('FUNCTION_NOT_FOUND', [`plugin '${d.name}' exports none of ${JSON_ENTRY_FALLBACKS.join(', ')}; pick one of [${d.entries.join(', ')}] with ?function=`])
   }
   return fallback
+}
+
+/**
+ * extism ABI: `?function=`, else the manifest's `entry`, else the only exported function;
+ * FUNCTION_NOT_FOUND lists the functions (`details.functions`).
+ */
+function pickExtismEntry (d: PluginDescriptor, requested: string | undefined): string {
+  const name = requested ?? d.entry ?? (d.entries.length === 1 ? d.entries[0] : undefined)
+  if (name !== undefined && d.entries.includes(name)) return name
+  const why = name === undefined
+    ? `plugin '${d.name}' exports ${d.entries.length} functions; pick one with ?function=`
+    : `plugin '${d.name}' has no exported function '${name}' of type () -> i32 or () -> ()`
+  throw serviceError('FUNCTION_NOT_FOUND', [why], { details: { functions: d.entries } })
 }
 
 /** Whether the plugin preopens its `@plugin` volume. */

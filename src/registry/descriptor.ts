@@ -7,7 +7,7 @@ import { checkDescriptorSize } from './descriptor-bounds'
 import { describeExports, describeImports, inspectModule } from './inspect'
 import type { Inspection } from './inspect'
 import type { ResetPlan } from '../sandbox/reset-plan'
-import { resolveCapabilities, resolveLimits } from './manifest'
+import { resolveCapabilities, resolveExtismLimits, resolveLimits } from './manifest'
 import type { Abi, Capabilities, InstancePolicy, Manifest, PluginLimits } from './manifest'
 import { sha } from './store'
 import { pluginVersion } from './version'
@@ -33,8 +33,10 @@ export interface PluginDescriptor {
   size: number
   exports: Array<{ name: string, kind: string }>
   imports: Array<{ module: string, name: string, kind: string }>
-  /** Exports callable with `?function=` under the json ABI. */
+  /** Exports callable with `?function=`: json entries, or an extism plugin's functions. */
   entries: string[]
+  /** extism ABI: the export run when `?function=` is absent (the manifest's `entry`). */
+  entry?: string
   limits: PluginLimits
   capabilities: Capabilities
   inputSchema?: Record<string, unknown> | boolean
@@ -59,6 +61,14 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
   const limits = resolveLimits(manifest.limits, config)
   const capabilities = resolveCapabilities(manifest, config)
   const inspection = inspectModule(bytes, limits, manifest.abi, capabilities.wasi !== undefined)
+  if (inspection.abi === 'extism') {
+    Object.assign(limits, resolveExtismLimits(limits, manifest.limits))
+    if (manifest.entry !== undefined && !inspection.entries.includes(manifest.entry)) {
+      throw serviceError('INVALID_MANIFEST', [`entry '${manifest.entry}' is not an exported function of type () -> i32 or () -> (); the plugin has [${inspection.entries.join(', ')}]`])
+    }
+  } else if (manifest.entry !== undefined || manifest.config !== undefined || capabilities.http !== undefined) {
+    throw serviceError('INVALID_MANIFEST', ['"entry", "config" and "capabilities.http" are for extism-ABI plugins only'])
+  }
   const instance = manifest.instance ?? 'fresh'
   // A kept instance cannot be given a per-call WASI context (stdin, fds, deadline), and a wasi
   // command's _start runs once per instance: reuse is for plain json plugins only.
@@ -77,6 +87,7 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
     exports: describeExports(inspection.info.exports),
     imports: describeImports(inspection.info.imports),
     entries: inspection.entries,
+    ...(manifest.entry !== undefined ? { entry: manifest.entry } : {}),
     limits,
     capabilities,
     ...(manifest.inputSchema !== undefined ? { inputSchema: manifest.inputSchema } : {}),

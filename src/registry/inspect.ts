@@ -4,6 +4,7 @@
 import { parseModule, rewriteModule, WasmBinaryError } from '../sandbox/binary'
 import type { ExportEntry, FuncType, ImportEntry, ModuleInfo } from '../sandbox/binary'
 import { deniedImports, WASI_MODULE } from '../sandbox/capabilities'
+import { EXTISM_MODULE } from '../sandbox/extism/types'
 import { pagesOf, parseLimitsFor } from '../sandbox/limits'
 import { planReset } from '../sandbox/reset-plan'
 import type { ResetPlan } from '../sandbox/reset-plan'
@@ -33,6 +34,14 @@ export function isJsonEntryType (type: FuncType | undefined): boolean {
   return (r.length === 2 && r[0] === 'i32' && r[1] === 'i32') || (r.length === 1 && r[0] === 'i64')
 }
 
+/** An export an extism call may run: `() -> i32` or `() -> ()`, not an initialiser. */
+export function isExtismEntry (e: ExportEntry): boolean {
+  const t = e.type
+  if (e.kind !== 'func' || t === undefined || t.params.length !== 0) return false
+  if (e.name === '_initialize' || e.name === 'hs_init' || e.name === 'hs_exit' || e.name.startsWith('__')) return false
+  return t.results.length === 0 || (t.results.length === 1 && t.results[0] === 'i32')
+}
+
 function funcExports (info: ModuleInfo): ExportEntry[] {
   return info.exports.filter(e => e.kind === 'func')
 }
@@ -44,15 +53,19 @@ export function detectAbi (info: ModuleInfo, declared: Abi | undefined): Abi {
   const hasMemory = info.exports.some(e => e.kind === 'memory' && e.name === 'memory')
   const hasJsonEntry = funcExports(info).some(e => isJsonEntryType(e.type))
   const isCommand = exported.has('_start')
-  const abi = declared ?? (importsWasi && isCommand ? 'wasi' : hasMemory && hasJsonEntry ? 'json' : undefined)
+  const importsExtism = info.imports.some(i => i.module === EXTISM_MODULE)
+  const abi = declared ?? (importsExtism ? 'extism' : importsWasi && isCommand ? 'wasi' : hasMemory && hasJsonEntry ? 'json' : undefined)
   if (abi === undefined) {
-    throw serviceError('INVALID_MODULE', ['cannot tell the ABI: expected a WASI command (imports from wasi_snapshot_preview1 and an exported _start) ' +
+    throw serviceError('INVALID_MODULE', ['cannot tell the ABI: expected an Extism plugin (imports from extism:host/env), a WASI command (imports from wasi_snapshot_preview1 and an exported _start) ' +
       'or a json plugin (an exported memory named "memory" and an export of type (i32, i32) -> (i32, i32) or (i32, i32) -> i64, such as execute)'])
   }
   if (abi === 'wasi' && !isCommand) throw serviceError('INVALID_MODULE', ['a wasi plugin must export _start (a WASI command)'])
   if (abi === 'json') {
     if (!hasMemory) throw serviceError('INVALID_MODULE', ['a json plugin must export its memory as "memory"'])
     if (!hasJsonEntry) throw serviceError('INVALID_MODULE', ['a json plugin must export a function of type (i32, i32) -> (i32, i32) or (i32, i32) -> i64'])
+  }
+  if (abi === 'extism' && !info.exports.some(isExtismEntry)) {
+    throw serviceError('INVALID_MODULE', ['an extism plugin must export a function of type () -> i32 or () -> ()'])
   }
   return abi
 }
@@ -84,11 +97,13 @@ export function inspectModule (bytes: Uint8Array, limits: PluginLimits, declared
     throw err
   }
   const abi = detectAbi(info, declaredAbi)
-  const denied = deniedImports(info.imports, { wasi: wasiGranted || abi === 'wasi' })
+  const denied = deniedImports(info.imports, { wasi: wasiGranted || abi === 'wasi', extism: abi === 'extism' })
   if (denied.length > 0) {
     throw serviceError('CAPABILITY_DENIED', [`imports not granted: ${denied.map(d => `${d.module}.${d.name}`).join(', ')}`], { details: { imports: denied } })
   }
-  const entries = funcExports(info).filter(e => isJsonEntryType(e.type)).map(e => e.name)
+  const entries = abi === 'extism'
+    ? info.exports.filter(isExtismEntry).map(e => e.name)
+    : funcExports(info).filter(e => isJsonEntryType(e.type)).map(e => e.name)
   return { info, abi, entries, rewritten, memory, reset: planReset(info, abi) }
 }
 

@@ -5,11 +5,12 @@ import type { Config } from '../config'
 import { serviceError } from '../errors'
 import { schemaChecker } from '../workers/schema-check'
 import { schemaShapeProblem } from './schema'
+import { patternCovers } from './host-patterns'
 
 export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$'
 export const nameRegExp = new RegExp(NAME_PATTERN)
 
-export type Abi = 'json' | 'wasi'
+export type Abi = 'json' | 'wasi' | 'extism'
 /** "fresh": a new instance per call (the default); "reuse": one kept instance serves many calls. */
 export type InstancePolicy = 'fresh' | 'reuse'
 export type PreopenMode = 'ro' | 'rw'
@@ -20,13 +21,23 @@ export interface WasiGrant {
   env?: Record<string, string>
   preopens?: ManifestPreopen[]
 }
+/** extism ABI: outbound HTTP (http_request), within the operator's ALLOWED_HOSTS. */
+export interface HttpGrant {
+  allowedHosts: string[]
+  /** Whether http_headers answers the response headers (Extism's allow_http_response_headers). */
+  responseHeaders?: boolean
+}
 export interface Manifest {
   name?: string
   version?: string
   abi?: Abi
   instance?: InstancePolicy
+  /** extism ABI: the export a call runs when `?function=` is absent. */
+  entry?: string
+  /** extism ABI: what config_get answers. */
+  config?: Record<string, string>
   limits?: Partial<PluginLimits>
-  capabilities?: { wasi?: WasiGrant }
+  capabilities?: { wasi?: WasiGrant, http?: HttpGrant }
   inputSchema?: Record<string, unknown> | boolean
   outputSchema?: Record<string, unknown> | boolean
 }
@@ -37,12 +48,28 @@ export interface PluginLimits {
   timeoutMs: number
   tableElements: number
   outputBytes: number
+  /** extism ABI only: vars kept for the plugin, keys and values, in bytes. */
+  varBytes?: number
+  /** extism ABI only: http_request calls per call. */
+  httpRequests?: number
+  /** extism ABI only: largest HTTP response body. */
+  httpResponseBytes?: number
 }
 
 /** What a plugin was granted, resolved: only these reach the sandbox. */
 export interface Capabilities {
   wasi?: { args: string[], env: Record<string, string>, preopens: Array<Required<ManifestPreopen>> }
+  http?: Required<HttpGrant>
 }
+
+/** Defaults and maxima of the extism-only limits (DESIGN.md, Host functions). */
+export const EXTISM_LIMITS = {
+  varBytes: { default: 1024 * 1024, maximum: 64 * 1024 * 1024 },
+  httpRequests: { default: 16, maximum: 1024 },
+  httpResponseBytes: { default: 10 * 1024 * 1024, maximum: 256 * 1024 * 1024 }
+} as const
+/** Bytes of config (keys and values) a manifest may carry. */
+export const CONFIG_BYTES = 64 * 1024
 
 const limitsSchema = {
   type: 'object',
@@ -51,7 +78,10 @@ const limitsSchema = {
     memoryBytes: { type: 'integer', minimum: 65536, multipleOf: 65536 },
     timeoutMs: { type: 'integer', minimum: 1 },
     tableElements: { type: 'integer', minimum: 0 },
-    outputBytes: { type: 'integer', minimum: 1 }
+    outputBytes: { type: 'integer', minimum: 1 },
+    varBytes: { type: 'integer', minimum: 0 },
+    httpRequests: { type: 'integer', minimum: 0 },
+    httpResponseBytes: { type: 'integer', minimum: 0 }
   }
 } as const
 
@@ -61,13 +91,24 @@ export const manifestSchema = {
   properties: {
     name: { type: 'string', pattern: NAME_PATTERN },
     version: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9.+_-]*$' },
-    abi: { enum: ['json', 'wasi'] },
+    abi: { enum: ['json', 'wasi', 'extism'] },
     instance: { enum: ['fresh', 'reuse'] },
+    entry: { type: 'string', minLength: 1, maxLength: 256 },
+    config: { type: 'object', maxProperties: 1024, additionalProperties: { type: 'string' } },
     limits: limitsSchema,
     capabilities: {
       type: 'object',
       additionalProperties: false,
       properties: {
+        http: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['allowedHosts'],
+          properties: {
+            allowedHosts: { type: 'array', maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9*.:\\[\\]-]+$' } },
+            responseHeaders: { type: 'boolean' }
+          }
+        },
         wasi: {
           type: 'object',
           additionalProperties: false,
@@ -122,6 +163,11 @@ export function parseManifest (text: string | undefined): Manifest {
       : e?.params !== undefined && 'allowedValues' in e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : ''
     throw serviceError('INVALID_MANIFEST', [`${where} ${e?.message ?? 'is invalid'}${extra}`])
   }
+  if (value.config !== undefined) {
+    let size = 0
+    for (const [k, v] of Object.entries(value.config)) size += Buffer.byteLength(k) + Buffer.byteLength(v)
+    if (size > CONFIG_BYTES) throw serviceError('INVALID_MANIFEST', [`config holds ${size} bytes, over ${CONFIG_BYTES}`])
+  }
   // Only the nesting here (bounded, iterative); the rest of the schema check runs off the main
   // thread (checkSchemas below, registry/schema.ts).
   for (const key of ['inputSchema', 'outputSchema'] as const) {
@@ -155,7 +201,7 @@ export function resolveLimits (requested: Partial<PluginLimits> | undefined, con
     tableElements: requested?.tableElements ?? config.maxTableElements,
     outputBytes: requested?.outputBytes ?? config.defaultOutputBytes
   }
-  const maxima: Array<[keyof PluginLimits, number, string]> = [
+  const maxima: Array<['memoryBytes' | 'timeoutMs' | 'tableElements' | 'outputBytes', number, string]> = [
     ['memoryBytes', config.maxMemoryBytes, 'MAX_MEMORY_BYTES'],
     ['timeoutMs', config.maxTimeoutMs, 'MAX_TIMEOUT_MS'],
     ['tableElements', config.maxTableElements, 'MAX_TABLE_ELEMENTS'],
@@ -172,8 +218,38 @@ export function resolveLimits (requested: Partial<PluginLimits> | undefined, con
 
 /** Checks the requested grants against what the operator allows (volumes, env names). */
 export function resolveCapabilities (manifest: Manifest, config: Config): Capabilities {
+  const http = resolveHttp(manifest.capabilities?.http, config)
+  const resolved = resolveWasi(manifest, config)
+  return { ...(resolved !== undefined ? { wasi: resolved } : {}), ...(http !== undefined ? { http } : {}) }
+}
+
+/** Every host pattern the plugin asks for must be covered by one of ALLOWED_HOSTS. */
+function resolveHttp (http: HttpGrant | undefined, config: Config): Required<HttpGrant> | undefined {
+  if (http === undefined) return undefined
+  const denied = http.allowedHosts.filter(p => !config.allowedHosts.some(op => patternCovers(op, p)))
+  if (denied.length > 0) {
+    throw serviceError('CAPABILITY_DENIED', [`hosts ${denied.join(', ')} not in ALLOWED_HOSTS`], { details: { hosts: denied } })
+  }
+  return { allowedHosts: http.allowedHosts.map(h => h.toLowerCase()), responseHeaders: http.responseHeaders ?? false }
+}
+
+/** Resolves the extism-only limits (defaults, fixed maxima): only for extism plugins. */
+export function resolveExtismLimits (limits: PluginLimits, requested: Partial<PluginLimits> | undefined): PluginLimits {
+  const out = { ...limits }
+  for (const key of ['varBytes', 'httpRequests', 'httpResponseBytes'] as const) {
+    const value = requested?.[key] ?? EXTISM_LIMITS[key].default
+    if (value > EXTISM_LIMITS[key].maximum) {
+      throw serviceError('CAPABILITY_DENIED', [`limits.${key} ${value} is above the maximum ${EXTISM_LIMITS[key].maximum}`],
+        { details: { limit: key, requested: value, maximum: EXTISM_LIMITS[key].maximum } })
+    }
+    out[key] = value
+  }
+  return out
+}
+
+function resolveWasi (manifest: Manifest, config: Config): Capabilities['wasi'] {
   const wasi = manifest.capabilities?.wasi
-  if (wasi === undefined) return {}
+  if (wasi === undefined) return undefined
   const env = wasi.env ?? {}
   const deniedEnv = Object.keys(env).filter(name => !config.allowedEnv.has(name))
   if (deniedEnv.length > 0) {
@@ -197,5 +273,5 @@ export function resolveCapabilities (manifest: Manifest, config: Config): Capabi
     guests.add(p.guest)
     preopens.push({ guest: p.guest, volume: p.volume, mode })
   }
-  return { wasi: { args: wasi.args ?? [], env, preopens } }
+  return { args: wasi.args ?? [], env, preopens }
 }

@@ -33,6 +33,8 @@ export interface PluginEntry {
   /** The schemas as the workers compile and cache them (validation runs there, in the deadline). */
   readonly inputSchema: SchemaRef | undefined
   readonly outputSchema: SchemaRef | undefined
+  /** extism ABI: the manifest's config (what config_get answers); never in the descriptor. */
+  readonly config: Readonly<Record<string, string>>
   /** The compiled (rewritten) module, from the bounded cache. */
   module: () => Promise<WebAssembly.Module>
 }
@@ -254,6 +256,7 @@ export class PluginRegistry {
       reset: inspection.reset,
       inputSchema: manifest.inputSchema !== undefined ? schemaRef(manifest.inputSchema) : undefined,
       outputSchema: manifest.outputSchema !== undefined ? schemaRef(manifest.outputSchema) : undefined,
+      config: Object.freeze({ ...manifest.config }),
       module: () => this.#cache.get(key, cost, load)
     })
   }

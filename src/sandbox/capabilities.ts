@@ -2,6 +2,7 @@
 // was granted. Nothing else of the host is reachable, so this list is the whole attack surface.
 import type { ImportEntry } from './binary'
 import { matchesSignature, WASI_SIGNATURES } from './wasi/signatures'
+import { EXTISM_MODULE, EXTISM_SIGNATURES, matchesExtismSignature } from './extism/types'
 
 /** The functions of wasi_snapshot_preview1 (witx), all provided by sandbox/wasi. */
 export const WASI_PREVIEW1_FUNCTIONS: ReadonlySet<string> = new Set(Object.keys(WASI_SIGNATURES))
@@ -11,6 +12,8 @@ export const WASI_MODULE = 'wasi_snapshot_preview1'
 export interface Grant {
   /** WASI preview1 functions (stdio, clocks, random always; files only through preopens). */
   wasi: boolean
+  /** The Extism kernel (extism:host/env): granted to every extism-ABI plugin. */
+  extism?: boolean
 }
 
 export interface DeniedImport { module: string, name: string, kind: string, reason: string }
@@ -31,6 +34,16 @@ export function deniedImports (imports: readonly ImportEntry[], grant: Grant): D
         denied.push({ ...pick(imp), reason: 'imported with a type other than the witx signature' })
       } else if (!grant.wasi) {
         denied.push({ ...pick(imp), reason: 'WASI is not granted (add "capabilities": {"wasi": {}} to the manifest)' })
+      }
+      continue
+    }
+    if (imp.module === EXTISM_MODULE && imp.kind === 'func') {
+      if (!Object.hasOwn(EXTISM_SIGNATURES, imp.name)) {
+        denied.push({ ...pick(imp), reason: 'not an Extism kernel function' })
+      } else if (imp.type !== undefined && !matchesExtismSignature(imp.name, imp.type.params, imp.type.results)) {
+        denied.push({ ...pick(imp), reason: 'imported with a type other than the kernel\'s' })
+      } else if (grant.extism !== true) {
+        denied.push({ ...pick(imp), reason: 'the Extism kernel is only for extism-ABI plugins' })
       }
       continue
     }

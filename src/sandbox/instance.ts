@@ -3,9 +3,11 @@
 // reset path of reset-instances.ts, which runs "fresh" calls of most modules). Or, for a
 // plugin whose manifest opts in ("instance": "reuse"), one kept instance serving many calls.
 // Runs inside a worker thread; the deadline is enforced from outside by terminating it.
+import { runExtism } from './abi-extism'
 import { callEntry, callJsonEntry, isJson } from './abi-json'
 import type { InputRegion } from './abi-json'
 import { classifyGuestThrow, GuestError } from './guest-error'
+import type { ExtismEffects, ExtismSpec, HttpFunction } from './extism/types'
 import { jsonProblem } from './json-problem'
 import type { MemoryPool, MemorySource } from './memory-pool'
 import { createWasi, WasiExit } from './wasi'
@@ -15,7 +17,7 @@ export interface SandboxPreopen { guestPath: string, hostPath: string, readOnly:
 
 export interface SandboxCall {
   module: WebAssembly.Module
-  abi: 'json' | 'wasi'
+  abi: 'json' | 'wasi' | 'extism'
   entry: string
   input: Uint8Array
   memory: { initial: number, maximum: number } | undefined
@@ -25,6 +27,8 @@ export interface SandboxCall {
   wasi: { args: string[], env: Record<string, string>, preopens: SandboxPreopen[] } | undefined
   /** Told about every host fd the call opens and closes (see workers/worker.ts). */
   onHostFd?: (fd: number, open: boolean) => void
+  /** extism ABI: what the kernel grants, where it reports, and how it reaches HTTP. */
+  extism?: { spec: ExtismSpec, effects: ExtismEffects, http: HttpFunction | undefined }
 }
 
 export interface SandboxOutput {
@@ -54,7 +58,8 @@ export function createCallWasi (call: SandboxCall, memory: WebAssembly.Memory | 
     env: call.wasi?.env ?? {},
     preopens: call.wasi?.preopens ?? [],
     stdin: call.abi === 'wasi' ? call.input : new Uint8Array(0),
-    stdoutLimit: call.outputBytes,
+    // An extism plugin's stdout is logged, never the response: keep a log-sized tail.
+    stdoutLimit: call.abi === 'extism' ? STDERR_BYTES : call.outputBytes,
     stderrLimit: STDERR_BYTES,
     deadline: call.deadline,
     ...(call.onHostFd !== undefined ? { onHostFd: call.onHostFd } : {})
@@ -75,7 +80,7 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
   try {
     wasi = createCallWasi(call, memory)
     if (wasi !== undefined) imports.wasi_snapshot_preview1 = wasi.imports as WebAssembly.ModuleImports
-    return runOn(call, () => new WebAssembly.Instance(call.module, imports), memory, wasi)
+    return runOn(call, (extra) => new WebAssembly.Instance(call.module, extra === undefined ? imports : { ...imports, ...extra }), memory, wasi)
   } catch (err) {
     throw guestFailure(err, call, wasi)
   } finally {
@@ -92,7 +97,8 @@ export function runSandboxed (call: SandboxCall, pool: MemorySource): SandboxOut
  */
 export function guestFailure (err: unknown, call: SandboxCall, wasi: Wasi | undefined): GuestError {
   const e = classifyGuestThrow(err)
-  if (e.code !== 'PLUGIN_TRAP' || wasi === undefined) return e
+  // An extism plugin's WASI output went to its log (runExtismCall), never into the response.
+  if (e.code !== 'PLUGIN_TRAP' || wasi === undefined || call.abi === 'extism') return e
   const stderr = tail(wasi.stderr())
   if (wasi.stdoutOverflowed) {
     return new GuestError('PLUGIN_INVALID_OUTPUT', `stdout is over the ${call.outputBytes}-byte limit`, { limit: call.outputBytes, stderr })
@@ -102,10 +108,13 @@ export function guestFailure (err: unknown, call: SandboxCall, wasi: Wasi | unde
 
 /**
  * Runs the call's ABI on the instance `instance()` returns (a new one, or one reset to the
- * state of a new one): `_initialize` and the json entry, or `_start`. Instantiation happens
- * inside, so a proc_exit from a start function is an exit like any other.
+ * state of a new one): `_initialize` and the json entry, or `_start`, or the extism entry.
+ * Instantiation happens inside, so a proc_exit from a start function is an exit like any
+ * other. `extra`: imports only known once the call runs (the extism kernel's); the reset path
+ * never gets an extism call (reset-plan.ts: `extism_kernel`), so its instances ignore them.
  */
-export function runOn (call: SandboxCall, instance: () => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
+export function runOn (call: SandboxCall, instance: (extra?: WebAssembly.Imports) => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
+  if (call.abi === 'extism') return runExtismCall(call, instance, memory, wasi)
   if (call.abi === 'wasi') {
     if (wasi === undefined) throw new GuestError('INTERNAL', 'a wasi call without a WASI context')
     return runCommand(call, instance, wasi)
@@ -126,6 +135,31 @@ function runJson (call: SandboxCall, instantiate: () => WebAssembly.Instance, me
     }
     throw err
   }
+}
+
+function runExtismCall (call: SandboxCall, instantiate: (kernel: WebAssembly.Imports) => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
+  if (call.extism === undefined) throw new GuestError('INTERNAL', 'extism call without its kernel spec')
+  try {
+    const output = runExtism({ module: call.module, entry: call.entry, input: call.input, outputBytes: call.outputBytes, ...call.extism }, instantiate, memory, wasi)
+    return { output, stderr: wasiText(wasi) }
+  } catch (err) {
+    const text = wasiText(wasi)
+    if (text !== undefined && text.length > 0) call.extism.effects.logs.push({ level: 'info', msg: utf8.decode(text) })
+    throw err
+  }
+}
+
+/** What an extism plugin wrote to WASI stdout and stderr: logged, never the response. */
+function wasiText (wasi: Wasi | undefined): Uint8Array | undefined {
+  if (wasi === undefined) return undefined
+  const out = wasi.stdout()
+  const err = wasi.stderr()
+  if (out.length === 0) return err
+  if (err.length === 0) return out
+  const both = new Uint8Array(out.length + err.length)
+  both.set(out)
+  both.set(err, out.length)
+  return both
 }
 
 function runCommand (call: SandboxCall, instantiate: () => WebAssembly.Instance, wasi: Wasi): SandboxOutput {

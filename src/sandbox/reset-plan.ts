@@ -17,6 +17,7 @@ export type ResetFallback =
   | 'imported_global'
   | 'imported_table'
   | 'json_without_alloc'
+  | 'extism_kernel'
 
 /** How a call gets the state of a new instance. */
 export type ResetPlan = { mode: 'reset' } | { mode: 'new-instance', reason: ResetFallback, detail: string }
@@ -28,11 +29,15 @@ const DETAIL: Record<ResetFallback, string> = {
   v128_global: 'the module has a mutable v128 global, which JavaScript can neither read nor write',
   imported_global: 'the module imports a global, which the instance does not own',
   imported_table: 'the module imports a table, which the instance does not own',
-  json_without_alloc: 'a json plugin without alloc: the host writes each input by growing memory, and a grown memory cannot be reset'
+  json_without_alloc: 'a json plugin without alloc: the host writes each input by growing memory, and a grown memory cannot be reset',
+  extism_kernel: 'an extism plugin: the Extism kernel (its memory blocks, input, output, vars and HTTP imports) is bound to one instance and is not reset in place yet'
 }
 
 /** Decides how calls of this module get the state of a new instance (see the file comment). */
 export function planReset (info: ModuleInfo, abi: string): ResetPlan {
+  // The extism kernel's imports (abi-extism.ts) are bound at instantiation to one call's
+  // kernel; late-imports.ts only rebinds WASI. A known gap: every extism call gets a new instance.
+  if (abi === 'extism') return { mode: 'new-instance', reason: 'extism_kernel', detail: DETAIL.extism_kernel }
   const reason = fallbackOf(info) ??
     // abi-json.ts writes the input past the end of memory, growing it, when there is no alloc:
     // every call would leave an instance that cannot be reset, after paying for its snapshot.

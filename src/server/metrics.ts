@@ -26,6 +26,10 @@ export interface Metrics {
   forgetPlugin: (plugin: string) => void
   /** A call ran on a new instance because its module cannot be reset in place (sandbox/reset-plan.ts). */
   instanceFallback: (reason: string) => void
+  /** extism ABI: one http_request and its outcome ('ok' or a lower-cased error code). */
+  pluginHttpRequest: (plugin: string, outcome: string) => void
+  /** extism ABI: log lines dropped past a call's log budget. */
+  logLinesDropped: (count: number) => void
 }
 
 export interface PoolGauges {
@@ -142,6 +146,17 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     help: 'Estimated memory of the cached compiled modules (bounded by MODULE_CACHE_BYTES).',
     registers: [registry]
   })
+  const pluginHttpRequests = new Counter({
+    name: 'plugin_http_requests_total',
+    help: 'Outbound HTTP requests of extism plugins by plugin and outcome (ok, or the lower-cased error code).',
+    labelNames: ['plugin', 'outcome'] as const,
+    registers: [registry]
+  })
+  const logDropped = new Counter({
+    name: 'plugin_log_lines_dropped_total',
+    help: 'Log lines of extism plugins dropped past the 64 KiB a call may log.',
+    registers: [registry]
+  })
   const labelled = new Set<string>()
   const label = (plugin: string): string => {
     if (labelled.has(plugin)) return plugin
@@ -162,11 +177,14 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     moduleCacheLookup: (hit) => cacheLookups.inc({ result: hit ? 'hit' : 'miss' }),
     moduleCacheBytes: (bytes) => cacheBytes.set(bytes),
     httpRequest: (route, method, status) => httpRequests.inc({ route, method, status: String(status) }),
+    pluginHttpRequest: (plugin, outcome) => pluginHttpRequests.inc({ plugin: label(plugin), outcome }),
+    logLinesDropped: (count) => logDropped.inc(count),
     pluginsLoaded: (count) => loaded.set(count),
     instanceFallback: (reason) => fallbacks.inc({ reason }),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })
+      for (const outcome of ['ok', 'capability_denied', 'plugin_error']) pluginHttpRequests.remove({ plugin, outcome })
       // remove() needs every label: find the outcomes this plugin was counted under.
       executions.get().then(({ values }) => {
         for (const v of values) {

@@ -14,6 +14,7 @@ import { Piscina, queueOptionsSymbol } from 'piscina'
 import { internalError, isServiceError, serviceError } from '../errors'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING } from './protocol'
 import type { ExecuteResult, ExecuteTask } from './protocol'
+import type { ExtismEffects } from '../sandbox/extism/types'
 import { Breaker } from './breaker'
 import { FairQueue } from './fair-queue'
 import { CallSpeed } from './call-speed'
@@ -70,6 +71,11 @@ export interface ExecuteOutcome {
 }
 
 export type ExecuteRequest = Omit<ExecuteTask, 'control'> & { plugin: string }
+
+export interface ExecuteHooks {
+  /** extism ABI: what the call did (var writes, logs, HTTP), whether it succeeded or failed. */
+  onEffects?: (effects: ExtismEffects) => void
+}
 
 export class WorkerPool {
   readonly #piscina: Piscina
@@ -176,7 +182,7 @@ export class WorkerPool {
    * Admission, in order: the plugin's breaker, its calls in flight (PLUGIN_THROTTLED), the
    * queue's size (OVERLOADED), then a fair wait for a thread (OVERLOADED past the timeout).
    */
-  async execute (request: ExecuteRequest): Promise<ExecuteOutcome> {
+  async execute (request: ExecuteRequest, hooks: ExecuteHooks = {}): Promise<ExecuteOutcome> {
     if (this.#closed) throw serviceError('NOT_READY', ['shutting down'])
     const { plugin, ...rest } = request
     const blockedMs = this.#breaker.blockedFor(plugin)
@@ -211,7 +217,7 @@ export class WorkerPool {
         const slots = suspect ? workers - 1 : this.#speed.fast(plugin) ? workers * TASKS_PER_WORKER : workers
         await this.#queue.acquire(plugin, this.#options.queueTimeoutMs, slots)
         try {
-          const result = await this.#run(rest, plugin, enqueued)
+          const result = await this.#run(rest, plugin, enqueued, hooks)
           outcome = 'ok'
           return result
         } finally {
@@ -312,7 +318,7 @@ export class WorkerPool {
     this.#speed.forget(plugin)
   }
 
-  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number): Promise<ExecuteOutcome> {
+  async #run (task: Omit<ExecuteTask, 'control'>, plugin: string, enqueued: number, hooks: ExecuteHooks): Promise<ExecuteOutcome> {
     let result: ExecuteResult
     try {
       result = await dispatch(task, enqueued, this.#dispatchContext, () => this.#breaker.suspect(plugin))
@@ -325,6 +331,7 @@ export class WorkerPool {
       throw err
     }
     if (result.kept !== undefined) this.#keptBytes.set(result.kept.thread, result.kept.bytes)
+    if (result.extism !== undefined) hooks.onEffects?.(result.extism)
     if (!result.ok) {
       // The worker's text of an INTERNAL failure is the host's own error (paths under
       // DATA_DIR, errno names): it goes to the log as the cause, not to the caller.

@@ -2,6 +2,7 @@
 // subclasses do not survive postMessage, so a worker answers `{ ok: false, code, message }`
 // and the pool turns that back into a catalogue error in one place.
 import type { GuestErrorCode } from '../errors'
+import type { ExtismEffects, ExtismSpec } from '../sandbox/extism/types'
 
 /** A preopened directory, resolved to a host path by the main thread (see wasi Preopen). */
 export interface PreopenSpec {
@@ -33,8 +34,8 @@ export interface SchemaRef {
 /** One call of a plugin. `module` is a compiled WebAssembly.Module, shared, not recompiled. */
 export interface ExecuteTask {
   module: WebAssembly.Module
-  abi: 'json' | 'wasi'
-  /** json ABI: the export to call. */
+  abi: 'json' | 'wasi' | 'extism'
+  /** json and extism ABIs: the export to call. */
   entry: string
   /**
    * The body. Copied to the worker by postMessage, not moved: dispatch.ts may post the same
@@ -64,12 +65,22 @@ export interface ExecuteTask {
    * after every call (sandbox/reset-instances.ts). Absent: a new instance per call.
    */
   reset?: string | undefined
+  /** extism ABI: the kernel's grants and the vars snapshot (see sandbox/extism/types.ts). */
+  extism?: ExtismTask | undefined
   /** See CONTROL_* below: the call's state, its thread and its start, shared with the pool. */
   control: SharedArrayBuffer
 }
 
 /** What the answering thread keeps between calls (sandbox/memory-pool.ts), for a gauge. */
 export interface KeptReport { thread: number, bytes: number }
+
+export interface ExtismTask extends ExtismSpec {
+  /**
+   * The BroadcastChannel the main thread answers http_request on (workers/http-bridge.ts);
+   * undefined when the plugin has no HTTP grant.
+   */
+  httpChannel: string | undefined
+}
 
 export interface ExecuteOk {
   ok: true
@@ -79,6 +90,8 @@ export interface ExecuteOk {
   durationMs: number
   /** wasi ABI: the tail of what the plugin wrote to stderr (logged by the main thread). */
   stderr?: string
+  /** extism ABI: var writes, log lines and HTTP outcomes, applied by the main thread. */
+  extism?: ExtismEffects
 }
 
 export interface ExecuteFailure {
@@ -88,6 +101,8 @@ export interface ExecuteFailure {
   message: string
   details?: Record<string, unknown>
   durationMs: number
+  /** extism ABI: what the call did before it failed (its var writes still apply). */
+  extism?: ExtismEffects
 }
 
 export type ExecuteResult = ExecuteOk | ExecuteFailure

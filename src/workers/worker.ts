@@ -12,6 +12,9 @@ import { MemoryPool } from '../sandbox/memory-pool'
 import { ReusedInstances, runSandboxed } from '../sandbox/instance'
 import type { SandboxCall, SandboxOutput } from '../sandbox/instance'
 import { ResetInstances } from '../sandbox/reset-instances'
+import { emptyEffects } from '../sandbox/extism/types'
+import type { ExtismEffects } from '../sandbox/extism/types'
+import { httpOverBridge } from './http-bridge'
 import { lowerThreadPriority } from './thread-priority'
 import type { SchemaValidators } from './validators'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, markStarted, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
@@ -90,8 +93,10 @@ function run (task: ExecuteTask): WorkerReply {
     return { ok: false, code: 'OVERLOADED', message: 'cancelled in the queue', durationMs: 0 }
   }
   const t0 = performance.now()
+  const effects: ExtismEffects | undefined = task.extism !== undefined ? emptyEffects() : undefined
   try {
     if (task.inputSchema !== undefined) schemaValidators().input(task.inputSchema, task.input)
+    const deadline = Date.now() + task.timeoutMs
     const call: SandboxCall = {
       module: task.module,
       abi: task.abi,
@@ -99,13 +104,19 @@ function run (task: ExecuteTask): WorkerReply {
       input: task.input,
       memory: task.memory,
       outputBytes: task.outputBytes,
-      deadline: Date.now() + task.timeoutMs, // WASI clamps sleeps against Date.now()
+      deadline, // WASI clamps sleeps against Date.now()
       wasi: task.wasi
+    }
+    if (task.extism !== undefined && effects !== undefined) {
+      const { httpChannel, ...spec } = task.extism
+      const http = httpChannel !== undefined && spec.http !== undefined ? httpOverBridge(httpChannel, spec.http.allowedHosts, deadline) : undefined
+      call.extism = { spec, effects, http }
     }
     const { output, stderr } = runCall(task, call)
     if (task.outputSchema !== undefined) schemaValidators().output(task.outputSchema, output)
     const result: ExecuteResult = { ok: true, output, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (stderr !== undefined && stderr.length > 0) result.stderr = utf8.decode(stderr)
+    if (effects !== undefined) result.extism = effects
     // Outputs are copies out of guest memory or of the stdout sink, so they own their buffer.
     const buffer = output.buffer
     if (output.byteLength > 0 && output.byteOffset === 0 && output.byteLength === buffer.byteLength && buffer instanceof ArrayBuffer) {
@@ -116,6 +127,7 @@ function run (task: ExecuteTask): WorkerReply {
     const e = err instanceof GuestError ? err : new GuestError('INTERNAL', String(err))
     const failure: ExecuteResult = { ok: false, code: e.code, message: e.message, durationMs: performance.now() - t0, kept: { thread: threadId, bytes: memories.bytes } }
     if (e.details !== undefined) failure.details = e.details
+    if (effects !== undefined) failure.extism = effects
     return failure
   } finally {
     // Fails only when the pool has already declared the deadline passed: it terminates us.

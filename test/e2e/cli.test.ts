@@ -1,5 +1,6 @@
 // The CLI as a plugin author runs it: real process, real files, exit codes scripts can use.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:http'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { removeDir, tempDir } from '../helpers/build-app'
@@ -168,7 +169,7 @@ test('run --volume-dir that does not exist is a usage error (exit 2), not INTERN
   expect(res.stderr).toBe(`--volume-dir '${join(dir, 'no-such-dir')}': no such directory\n`)
 })
 
-// --config and --allow-host (extism ABI) are run on the as-extism scaffold in cli-scaffold.test.ts.
+// --config and --allow-host (extism ABI) are also run on the as-extism scaffold in cli-scaffold.test.ts.
 
 test('run with a terminal on stdin and no --input says so on stderr', () => {
   const script = spawnSync('script', ['--version'], { encoding: 'utf8' })
@@ -184,3 +185,35 @@ test('run with a terminal on stdin and no --input says so on stderr', () => {
   expect(res.stdout).toMatch(/INVALID_INPUT/)
   expect(res.status).toBe(2)
 })
+
+test('run: an Extism plugin with --function, --config k=v and --allow-host; its logs as JSON lines on stderr', async () => {
+  writeFileSync(join(dir, 'kernel.wasm'), await watFixture('extism-kernel'))
+  writeFileSync(join(dir, 'host.wasm'), await watFixture('extism-host'))
+  const config = cli(['run', join(dir, 'kernel.wasm'), '--function', 'config', '--config', 'greeting=hi there', '--input', 'greeting'])
+  expect(config.status).toBe(0)
+  expect(config.stdout).toBe('hi there')
+  const logs = cli(['run', join(dir, 'kernel.wasm'), '--function', 'logs', '--input', ''])
+  expect(logs.stdout).toBe('logged')
+  expect(logs.stderr.trim().split('\n').map(l => JSON.parse(l).msg)).toEqual(['an info line', 'a warning', 'an error line'])
+  const failed = cli(['run', join(dir, 'kernel.wasm'), '--function', 'fail', '--input', ''])
+  expect(failed.status).toBe(1)
+  expect(JSON.parse(failed.stderr)).toMatchObject({ code: 'PLUGIN_ERROR', details: { message: 'boom', returnCode: 7 } })
+  const which = cli(['run', join(dir, 'kernel.wasm'), '--input', ''])
+  expect(which.status).toBe(2)
+  expect(JSON.parse(which.stderr).details.functions).toContain('echo')
+  // Without --allow-host the request is refused; with it (and private addresses allowed), made.
+  const server = createServer((_req, res) => res.end('pong')).listen(0, '127.0.0.1')
+  await new Promise(resolve => server.once('listening', resolve))
+  const request = JSON.stringify({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` })
+  const denied = cli(['run', join(dir, 'host.wasm'), '--function', 'get', '--input', request])
+  expect(JSON.parse(denied.stderr)).toMatchObject({ code: 'CAPABILITY_DENIED' })
+  const allowed = await new Promise<{ status: number | null, stdout: string }>(resolve => {
+    const child = spawn(process.execPath, [CLI, 'run', join(dir, 'host.wasm'), '--function', 'get', '--allow-host', '127.0.0.1', '--input', request],
+      { env: { PATH: process.env.PATH ?? '', HTTP_ALLOW_PRIVATE: 'true' } })
+    let stdout = ''
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
+    child.on('close', status => resolve({ status, stdout }))
+  })
+  server.close()
+  expect(allowed).toEqual({ status: 0, stdout: 'pong' })
+}, 120_000)

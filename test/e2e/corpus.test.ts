@@ -119,6 +119,16 @@ const cases: Case[] = [
     },
     call: { status: 200, code: 'ok', body: symlinkOutTranscript }
   })),
+  // extism ABI: the kernel's bounds, and a bad offset for every kernel function that takes one.
+  { name: 'extism-alloc-loop', module: async () => watFixture('extism-host'), manifest: { limits: { memoryBytes: 4 * 1048576 } }, call: { query: '?function=alloc_loop', status: 200, code: 'ok', body: text => expect(Buffer.from(text, 'latin1').readBigUInt64LE(0)).toBe(3n) } },
+  { name: 'extism-var-flood', module: async () => watFixture('extism-host'), ...fn('var_flood', 422, 'PLUGIN_ERROR') },
+  { name: 'extism-log-flood', module: async () => watFixture('extism-host'), ...fn('log_flood', 200, 'ok') },
+  { name: 'extism-http-loop', module: async () => watFixture('extism-host'), manifest: { capabilities: { http: { allowedHosts: ['127.0.0.1'] } } }, call: { query: '?function=http_loop', input: 'HTTP_LOOP', status: 422, code: 'PLUGIN_ERROR', body: text => expect(JSON.parse(text).message).toMatch(/httpRequests/) } },
+  { name: 'extism-output-over', module: async () => watFixture('extism-host'), ...fn('output_over', 502, 'PLUGIN_INVALID_OUTPUT') },
+  ...['load_u8', 'load_u64', 'store_u8', 'store_u64', 'input_u8', 'input_u64', 'output_set', 'error_set'].map(k =>
+    ({ name: `extism-oob-${k.replace('_', '-')}`, module: async () => watFixture('extism-kernel'), ...fn(`oob_${k}`, 422, 'PLUGIN_TRAP', 'out of bounds memory access') })),
+  ...['config', 'var_get', 'var_set', 'log', 'http', 'http_body'].map(k =>
+    ({ name: `extism-bad-${k.replace('_', '-')}`, module: async () => watFixture('extism-host'), ...fn(`bad_${k}`, 422, 'PLUGIN_TRAP', 'out of bounds memory access') })),
   { name: 'disk-quota', needsClang: true, module: () => cFixture('svc-wasi-fill'), manifest: { capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } } }, call: { status: 200, code: 'ok', body: text => expect(JSON.parse(text).written).toBeLessThanOrEqual(1024 * 1024) } }
 ]
 
@@ -149,7 +159,7 @@ beforeAll(async () => {
   symlinkSync('../../canary.txt', join(escape, 'sub', 'link-out-rel'))
   symlinkSync('loop2', join(escape, 'loop1'))
   symlinkSync('loop1', join(escape, 'loop2'))
-  server = await startServer({ VOLUMES: `escape=${escape}`, PLUGIN_DISK_BYTES: String(1024 * 1024), LOG_LEVEL: 'info' }, join(root, 'data'))
+  server = await startServer({ ALLOWED_HOSTS: '127.0.0.1', HTTP_ALLOW_PRIVATE: 'true', VOLUMES: `escape=${escape}`, PLUGIN_DISK_BYTES: String(1024 * 1024), LOG_LEVEL: 'info' }, join(root, 'data'))
   // warm both threads so their fds and heap are in the baseline
   await upload('warm', await watFixture('echo'), {})
   await Promise.all([0, 1, 2, 3].map(async () => call('warm', '{}', '')))
@@ -201,7 +211,8 @@ describe('hostile corpus', () => {
       expect(up.status).toBe(201)
       const expected = c.call
       if (expected === undefined) throw new Error('a case needs upload or call')
-      const res = await call(c.name, expected.input ?? '{}', expected.query ?? '')
+      const input = expected.input === 'HTTP_LOOP' ? JSON.stringify({ url: `${server.url}/healthz` }) : expected.input ?? '{}'
+      const res = await call(c.name, input, expected.query ?? '')
       expect(res.text).not.toContain(CANARY)
       expect(res.status).toBe(expected.status)
       if (expected.status >= 400) {

@@ -17,9 +17,17 @@ const examplesDir = resolve(__dirname, '..', '..', 'examples')
 const requireToolchains = process.env.REQUIRE_TOOLCHAINS === '1'
 
 /** The examples this file knows the answers of; a new one must be added here too. */
-const EXPECTED = ['as-wasi', 'c-json', 'c-wasi', 'rust-wasi', 'wat-json']
+const EXPECTED = ['as-extism', 'as-wasi', 'c-extism', 'c-json', 'c-wasi', 'rust-wasi', 'wat-json']
 
-interface Manifest { name: string, version: string, abi: 'json' | 'wasi' }
+interface Manifest { name: string, version: string, abi: 'json' | 'wasi' | 'extism', entry?: string }
+
+/** The extism examples take the text itself (any bytes) and answer {"vowels":N}. */
+const EXTISM_CASES: Array<[string, string, string]> = [
+  ['Hello World', 'Hello World', '{"vowels":3}'],
+  ['an empty input', '', '{"vowels":0}'],
+  ['unicode text: only ASCII vowels count', 'naïve café, Øresund, 日本語 👋 AEIOU', '{"vowels":10}'],
+  ['a long text', 'Ab'.repeat(100_000), '{"vowels":100000}']
+]
 
 interface Example {
   dir: string
@@ -103,7 +111,13 @@ async function execute (name: string, body: string, contentType: string | undefi
 test('every example is here, with a manifest that names it after its folder', () => {
   expect(dirs).toEqual(EXPECTED)
   for (const e of examples) {
-    expect(e.manifest).toEqual({ name: `count-vowels-${e.dir}`, version: expect.stringMatching(/^\d+\.\d+\.\d+$/), abi: e.dir.endsWith('-json') ? 'json' : 'wasi' })
+    const abi = e.dir.endsWith('-json') ? 'json' : e.dir.endsWith('-extism') ? 'extism' : 'wasi'
+    expect(e.manifest).toEqual({
+      name: `count-vowels-${e.dir}`,
+      version: expect.stringMatching(/^\d+\.\d+\.\d+$/),
+      abi,
+      ...(abi === 'extism' ? { entry: 'count_vowels' } : {})
+    })
   }
 })
 
@@ -117,6 +131,26 @@ for (const example of examples) {
     }
     const wasm = example.wasm ?? Buffer.alloc(0)
     const newline = manifest.abi === 'wasi' ? '\n' : ''
+    if (manifest.abi === 'extism') {
+      test('uploads with its manifest.json', async () => {
+        const up = await upload(wasm, manifest)
+        expect(up.status).toBe(201)
+        expect(up.body).toMatchObject({ name: manifest.name, abi: 'extism', entries: ['count_vowels'] })
+        // only the Extism kernel: no WASI
+        expect((up.body.imports as Array<{ module: string }>).every(i => i.module === 'extism:host/env')).toBe(true)
+      })
+      test.each(EXTISM_CASES)('%s', async (_, input, answer) => {
+        const res = await execute(manifest.name, input, 'text/plain')
+        expect({ status: res.status, text: res.text }).toEqual({ status: 200, text: answer })
+        expect(res.headers['content-type']).toMatch(/^application\/json/)
+      })
+      test('the config key "vowels" changes what counts', async () => {
+        const up = await upload(wasm, { ...manifest, name: `${manifest.name}-y`, config: { vowels: 'yY' } } as Manifest)
+        expect(up.status).toBe(201)
+        expect((await execute(`${manifest.name}-y`, 'Yes, yearly', 'text/plain')).text).toBe('{"vowels":3}')
+      })
+      return
+    }
 
     test('uploads with its manifest.json', async () => {
       const up = await upload(wasm, manifest)

@@ -132,3 +132,21 @@ export function rustSource (source: string): Buffer {
 export function rustFixture (name: string): Buffer {
   return rustSource(readFileSync(join(fixturesDir, `${name}.rs`), 'utf8'))
 }
+
+const asc = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js')
+
+/**
+ * Compiles an AssemblyScript plugin (source text) that uses the Extism PDK (`@extism/as-pdk`,
+ * an npm devDependency) with the AssemblyScript compiler (npm). The source must define
+ * `myAbort` (the PDK plugins route AssemblyScript's abort to it, as the PDK's README says).
+ */
+export function asPdkSource (source: string): Buffer {
+  const flags = ['--runtime', 'stub', '--optimizeLevel', '2', '--use', 'abort=plugin/myAbort']
+  return cached(`asc ${flags.join(' ')}\n${source}`, '.wasm', () => {
+    const dir = join(cacheDir, `as-${process.pid}-${Date.now()}`)
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'plugin.ts'), source)
+    execFileSync(process.execPath, [asc, 'plugin.ts', '--outFile', 'plugin.wasm', ...flags], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+    return readFileSync(join(dir, 'plugin.wasm'))
+  })
+}

@@ -56,7 +56,8 @@ test('the error catalogue, openapi.yaml and the README list the same codes', () 
 test('metric names are those of DESIGN.md', async () => {
   const designPath = resolve(root, '..', 'shared', 'DESIGN.md')
   const names = ['plugin_executions_total', 'plugin_execution_duration_seconds', 'plugin_queue_wait_seconds',
-    'worker_pool_queue_size', 'worker_pool_threads', 'worker_terminations_total', 'plugins_loaded', 'plugin_compile_duration_seconds']
+    'worker_pool_queue_size', 'worker_pool_threads', 'worker_terminations_total', 'plugins_loaded', 'plugin_compile_duration_seconds',
+    'plugin_http_requests_total', 'plugin_log_lines_dropped_total']
   if (existsSync(designPath)) {
     const design = readFileSync(designPath, 'utf8')
     for (const name of names) expect(design).toContain(name)

@@ -51,3 +51,17 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(message)
   })
 })
+
+test('ALLOWED_HOSTS, HTTP_ALLOW_PRIVATE and PLUGIN_LOG_LEVEL: parsed, defaulted, refused when malformed', () => {
+  const d = loadConfig({})
+  expect(d.allowedHosts).toEqual([])
+  expect(d.httpAllowPrivate).toBe(false)
+  expect(d.pluginLogLevel).toBe('info')
+  const c = loadConfig({ ALLOWED_HOSTS: 'API.example.com, *.example.org', HTTP_ALLOW_PRIVATE: 'true', PLUGIN_LOG_LEVEL: 'debug' })
+  expect(c.allowedHosts).toEqual(['api.example.com', '*.example.org'])
+  expect(c.httpAllowPrivate).toBe(true)
+  expect(c.pluginLogLevel).toBe('debug')
+  expect(() => loadConfig({ ALLOWED_HOSTS: 'http://x.com/' })).toThrow(/ALLOWED_HOSTS/)
+  expect(() => loadConfig({ PLUGIN_LOG_LEVEL: 'loud' })).toThrow(/PLUGIN_LOG_LEVEL/)
+  expect(() => loadConfig({ HTTP_ALLOW_PRIVATE: 'maybe' })).toThrow(/HTTP_ALLOW_PRIVATE/)
+})

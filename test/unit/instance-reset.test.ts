@@ -19,7 +19,7 @@ import { wat, watFixture } from '../helpers/fixtures'
 
 const LIMITS: PluginLimits = { memoryBytes: 4 * 65536, timeoutMs: 5000, tableElements: 100, outputBytes: 4096 }
 
-interface Plugin { module: WebAssembly.Module, memory: SandboxCall['memory'], abi: 'json' | 'wasi' }
+interface Plugin { module: WebAssembly.Module, memory: SandboxCall['memory'], abi: SandboxCall['abi'] }
 
 async function load (bytes: Uint8Array, wasi = false): Promise<Plugin & { plan: ReturnType<typeof planReset> }> {
   const inspection = inspectModule(bytes, LIMITS, undefined, wasi)
@@ -75,6 +75,12 @@ describe('reset plan', () => {
     const base = '(memory (export "memory") 1) (func (export "execute") (param i32 i32) (result i32 i32) (i32.const 0) (i32.const 0))'
     expect(await plan(`(module ${base})`, 'json')).toMatchObject({ mode: 'new-instance', reason: 'json_without_alloc' })
     expect(await plan(`(module ${base} (func (export "alloc") (param i32) (result i32) (i32.const 0)))`, 'json')).toEqual({ mode: 'reset' })
+  })
+
+  test('an extism plugin gets a new instance per call (the kernel imports are not reset yet), and says why', async () => {
+    const p = await plan('(module (import "extism:host/env" "output_set" (func (param i64 i64))) (memory (export "memory") 1) (func (export "run") (result i32) (i32.const 0)))', 'extism')
+    expect(p).toMatchObject({ mode: 'new-instance', reason: 'extism_kernel' })
+    expect(p.mode === 'new-instance' && /extism/.test(p.detail)).toBe(true)
   })
 
   test('passive segments without data.drop/elem.drop (memory.init, table.init only) do not prevent a reset', async () => {
