@@ -1,9 +1,13 @@
-// The plugin index: descriptors in memory, backed by the store. Mutations of one name are
-// serialized; a replace swaps the entry in one step, so calls already holding the old entry
-// finish on the old version and later calls see the new one.
+// The plugin index: descriptors in memory, backed by a RegistryBackend (backend.ts: DATA_DIR
+// or PostgreSQL). Mutations of one name are serialized; a replace swaps the entry in one step,
+// so calls already holding the old entry finish on the old version and later calls see the
+// new one. Changes committed by other replicas arrive from the backend's feed and are applied
+// the same way (refetch, compile, swap), so routes never know which backend runs.
+import { existsSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { Config } from '../config'
 import { isServiceError, serviceError } from '../errors'
+import type { Change, ChangeFeed, IfMatch, RegistryBackend, StoredPlugin, StoredRecord } from './backend'
 import { describePlugin } from './descriptor'
 import type { PluginDescriptor } from './descriptor'
 import { inspectModule } from './inspect'
@@ -12,6 +16,7 @@ import { compileSchema, nameRegExp, parseManifest } from './manifest'
 import type { Manifest } from './manifest'
 import type { ModuleCache } from './module-cache'
 import type { PluginStore } from './store'
+import { FsBackend } from './fs-backend'
 
 export type { PluginDescriptor } from './descriptor'
 
@@ -31,13 +36,25 @@ export interface Upload {
   filename?: string | undefined
 }
 
+/** Options of a write to an existing plugin (PUT, DELETE). */
+export interface WriteOptions {
+  /** The parsed `If-Match` header: the write happens only if the plugin still has one of these. */
+  ifMatch?: IfMatch | undefined
+}
+
 export interface RegistryEvents {
   onChange?: (count: number) => void
   /** A plugin was replaced or deleted: state kept about its old version must go. */
   onRetire?: (name: string) => void
+  /** A change made elsewhere is served here: seconds since its commit. */
+  onSync?: (seconds: number) => void
+  /** Whether the shared registry can be written (always true for DATA_DIR). */
+  onConnected?: (up: boolean) => void
+  /** A full resync started (after a lost connection came back). */
+  onResync?: () => void
+  /** Something failed in the background (applying a change): logged, never thrown. */
+  onError?: (msg: string, err: unknown) => void
 }
-
-interface StoredRecord { descriptor: PluginDescriptor, manifest: Manifest }
 
 const EMPTY_SCHEMA_ERROR = undefined
 
@@ -50,9 +67,12 @@ function nameFromFilename (filename: string | undefined): string | undefined {
 export class PluginRegistry {
   readonly #config: Config
   readonly #store: PluginStore
+  readonly #backend: RegistryBackend
   readonly #cache: ModuleCache
   readonly #events: RegistryEvents
   readonly #plugins = new Map<string, PluginEntry>()
+  /** The backend generation each entry was built from: a change at or below it is applied already. */
+  readonly #generations = new Map<string, number>()
   readonly #locks = new Map<string, Promise<unknown>>()
   /**
    * Module files are shared by content: publishes hold this lock shared from writing a module
@@ -61,33 +81,57 @@ export class PluginRegistry {
    * same bytes found it already on disk, leaving a descriptor without its module.
    */
   readonly #modules = new SharedLock()
+  #synced = false
+  #resyncing: Promise<void> | undefined
+  #resyncAgain = false
 
-  constructor (config: Config, store: PluginStore, cache: ModuleCache, events: RegistryEvents = {}) {
+  /**
+   * `store` holds what stays on this replica's disk whatever the backend: the `@plugin`
+   * volumes (and, for PostgreSQL, local copies of module bytes).
+   */
+  constructor (config: Config, store: PluginStore, cache: ModuleCache, events: RegistryEvents = {}, backend?: RegistryBackend) {
     this.#config = config
     this.#store = store
     this.#cache = cache
     this.#events = events
+    this.#backend = backend ?? new FsBackend(store)
   }
 
   /** Loads every stored plugin; one that no longer validates is logged and skipped. */
   async load (log: (msg: string, err?: unknown) => void): Promise<void> {
-    await this.#store.init()
+    await this.#backend.init(this.#feed())
     const described = new Set<string>()
-    for (const { name, record, error } of await this.#store.listDescriptors()) {
+    for (const { name, generation, record, error } of await this.#backend.list()) {
       described.add(name)
       if (error !== undefined) { log(`skipping unreadable descriptor of '${name}'`, error); continue }
       try {
         const { descriptor, manifest } = record as StoredRecord
-        const bytes = await this.#store.readModule(descriptor.sha256)
+        const bytes = await this.#backend.readModule(descriptor.sha256)
         const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
         this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
+        this.#generations.set(name, generation)
       } catch (err) {
         log(`skipping plugin '${name}' that no longer loads`, err)
       }
     }
     await this.#collect()
     await this.#store.sweepVolumes(described)
+    this.#synced = true
     this.#events.onChange?.(this.#plugins.size)
+  }
+
+  /** True once the first load finished (readiness). */
+  get synced (): boolean {
+    return this.#synced
+  }
+
+  /** Which backend runs: `fs` (DATA_DIR) or `postgres` (shared by replicas). */
+  get backendKind (): RegistryBackend['kind'] {
+    return this.#backend.kind
+  }
+
+  async close (): Promise<void> {
+    await this.#backend.close()
   }
 
   list (): PluginDescriptor[] {
@@ -102,7 +146,7 @@ export class PluginRegistry {
     return this.#plugins.size
   }
 
-  /** POST /plugins: a new plugin; PLUGIN_EXISTS when the name is taken. */
+  /** POST /plugins: a new plugin; PLUGIN_EXISTS when the name is taken (on any replica). */
   async create (upload: Upload): Promise<PluginDescriptor> {
     const manifest = parseManifest(upload.manifest)
     const name = manifest.name ?? nameFromFilename(upload.filename)
@@ -110,42 +154,48 @@ export class PluginRegistry {
       throw serviceError('INVALID_MANIFEST', [`cannot derive a plugin name from the file name '${upload.filename ?? ''}'; set "name" in the manifest (${nameRegExp.source})`])
     }
     return this.#exclusive(name, async () => {
-      if (this.#plugins.has(name)) throw serviceError('PLUGIN_EXISTS', [name, name])
-      if (this.#plugins.size >= this.#config.maxPlugins) {
-        throw serviceError('INSUFFICIENT_STORAGE', [], { details: { reason: `the registry holds MAX_PLUGINS=${this.#config.maxPlugins} plugins` } })
-      }
-      return this.#publish(name, manifest, upload.bytes, undefined)
+      // Known here: refused without a round trip. Otherwise the backend decides, atomically.
+      if (this.#plugins.has(name) && this.#backend.kind === 'fs') throw serviceError('PLUGIN_EXISTS', [name, name])
+      return this.#publish(name, manifest, upload.bytes, undefined, {})
     })
   }
 
   /** PUT /plugins/:name: replaces atomically; PLUGIN_NOT_FOUND when there is none. */
-  async replace (name: string, upload: Upload): Promise<PluginDescriptor> {
+  async replace (name: string, upload: Upload, options: WriteOptions = {}): Promise<PluginDescriptor> {
     const manifest = parseManifest(upload.manifest)
     if (manifest.name !== undefined && manifest.name !== name) {
       throw serviceError('INVALID_MANIFEST', [`manifest name '${manifest.name}' does not match the URL's '${name}'`])
     }
     return this.#exclusive(name, async () => {
-      const current = this.#plugins.get(name)
+      // Another replica may have created it a moment ago: ask the backend before refusing.
+      const current = this.#plugins.get(name)?.descriptor ?? (await this.#backend.get(name))?.record?.descriptor
       if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
-      return this.#publish(name, manifest, upload.bytes, current.descriptor)
+      return this.#publish(name, manifest, upload.bytes, current, options)
     })
   }
 
   /** DELETE /plugins/:name: calls in flight finish; later lookups miss. */
-  async remove (name: string): Promise<void> {
+  async remove (name: string, options: WriteOptions = {}): Promise<void> {
     return this.#exclusive(name, async () => {
-      const current = this.#plugins.get(name)
-      if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
-      await this.#store.deleteDescriptor(name)
-      this.#plugins.delete(name)
-      this.#events.onChange?.(this.#plugins.size)
-      this.#events.onRetire?.(name)
-      await this.#store.removeVolume(name)
-      await this.#collect()
+      if (!this.#plugins.has(name) && this.#backend.kind === 'fs') throw serviceError('PLUGIN_NOT_FOUND', [name])
+      const { generation } = await this.#backend.delete(name, { kind: 'existing', ifMatch: options.ifMatch })
+      await this.#drop(name, generation)
     })
   }
 
-  async #publish (name: string, manifest: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined): Promise<PluginDescriptor> {
+  /** Forgets `name` here once its delete committed: entry, breaker state, volume, module. */
+  async #drop (name: string, generation: number): Promise<void> {
+    const had = this.#plugins.delete(name)
+    this.#generations.set(name, generation)
+    if (had) {
+      this.#events.onChange?.(this.#plugins.size)
+      this.#events.onRetire?.(name)
+    }
+    await this.#store.removeVolume(name)
+    await this.#collect()
+  }
+
+  async #publish (name: string, manifest: Manifest, bytes: Buffer, previous: PluginDescriptor | undefined, options: WriteOptions): Promise<PluginDescriptor> {
     const { descriptor, inspection } = describePlugin(name, bytes, manifest, this.#config, previous?.createdAt)
     const { sha256, capabilities } = descriptor
     let compiled: WebAssembly.Module
@@ -155,24 +205,29 @@ export class PluginRegistry {
       throw serviceError('INVALID_MODULE', [(err as Error).message.replace(/^WebAssembly\.compile\(\): /, '')])
     }
     const entry = this.#entry(descriptor, manifest, inspection)
+    const condition = previous === undefined
+      ? { kind: 'create' as const, maxPlugins: this.#config.maxPlugins }
+      : { kind: 'existing' as const, ifMatch: options.ifMatch }
+    let newVolume = false
     try {
-      if (capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) await this.#store.ensureVolume(name)
+      if (capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) {
+        newVolume = !existsSync(this.#store.volumePath(name))
+        await this.#store.ensureVolume(name)
+      }
       await this.#modules.shared(async () => {
-        // Module first, then the descriptor that points at it: a crash between the two leaves
-        // only an unreferenced module, which the next start collects.
-        await this.#store.putModule(sha256, bytes)
-        await this.#store.putDescriptor(name, { descriptor, manifest } satisfies StoredRecord)
+        const { generation } = await this.#backend.put(name, { descriptor, manifest } satisfies StoredRecord, bytes, condition)
         this.#cache.set(cacheKey(descriptor), compiled)
         this.#plugins.set(name, entry)
+        this.#generations.set(name, generation)
       })
     } catch (err) {
-      // A full disk refuses with "nothing was written", and leaves nothing behind: not the
-      // module it wrote before the descriptor failed (unless another plugin uses it), nor
-      // the volume a new plugin would have had. (Other errors may come after the descriptor's
-      // rename: the disk is left as it is, and the next start collects what is unreferenced.)
-      if (isServiceError(err) && err.code === 'INSUFFICIENT_STORAGE') {
+      // A refused write leaves nothing behind: not the module it wrote before the descriptor
+      // failed (unless another plugin uses it), nor the volume it made for a new plugin.
+      // (Other errors may come after the descriptor's rename: the disk is left as it is, and
+      // the next start collects what is unreferenced.)
+      if (isServiceError(err) && err.statusCode !== 500) {
         await this.#collect().catch(() => {})
-        if (previous === undefined) await this.#store.removeVolume(name).catch(() => {})
+        if (newVolume) await this.#store.removeVolume(name).catch(() => {})
       }
       throw err
     }
@@ -182,12 +237,86 @@ export class PluginRegistry {
     return descriptor
   }
 
+  /** The backend's feed, applied to this index. */
+  #feed (): ChangeFeed {
+    return {
+      change: (change) => { this.#apply(change).catch(err => this.#events.onError?.(`applying a change of '${change.name}' failed`, err)) },
+      resync: () => { this.#resync().catch(err => this.#events.onError?.('resync failed', err)) },
+      connected: (up) => this.#events.onConnected?.(up)
+    }
+  }
+
+  /** A change committed by some replica: refetch the plugin, unless it is applied already. */
+  async #apply (change: Change): Promise<void> {
+    if ((this.#generations.get(change.name) ?? -1) >= change.generation) return
+    await this.#refresh(change.name)
+    if (change.committedAt !== undefined) this.#events.onSync?.(Math.max(0, Date.now() - change.committedAt) / 1000)
+  }
+
+  /** Changes may have been missed: every plugin whose generation differs is refetched. */
+  async #resync (): Promise<void> {
+    // One at a time; a resync asked for while one runs runs again after it.
+    if (this.#resyncing !== undefined) { this.#resyncAgain = true; return this.#resyncing }
+    this.#events.onResync?.()
+    this.#resyncing = (async () => {
+      do {
+        this.#resyncAgain = false
+        const stored = await this.#backend.list()
+        const names = new Set(stored.map(p => p.name))
+        const stale = stored.filter(p => this.#generations.get(p.name) !== p.generation).map(p => p.name)
+        for (const name of this.#plugins.keys()) if (!names.has(name)) stale.push(name)
+        for (const name of stale) await this.#refresh(name)
+      } while (this.#resyncAgain)
+    })().finally(() => { this.#resyncing = undefined })
+    return this.#resyncing
+  }
+
+  /** Makes the local entry of `name` what the backend holds now. */
+  async #refresh (name: string): Promise<void> {
+    await this.#exclusive(name, async () => {
+      const stored = await this.#backend.get(name)
+      if (stored === undefined) {
+        if (this.#plugins.has(name)) await this.#drop(name, this.#generations.get(name) ?? 0)
+        return
+      }
+      if ((this.#generations.get(name) ?? -1) >= stored.generation) return
+      await this.#install(stored)
+    })
+  }
+
+  /** Builds and swaps in the entry of a plugin written by another replica, compiled here. */
+  async #install (stored: StoredPlugin): Promise<void> {
+    const { name, generation } = stored
+    const previous = this.#plugins.get(name)
+    try {
+      if (stored.record === undefined) throw stored.error ?? new Error('no record')
+      const { descriptor, manifest } = stored.record
+      await this.#modules.shared(async () => {
+        const bytes = await this.#backend.readModule(descriptor.sha256)
+        const inspection = inspectModule(bytes, descriptor.limits, descriptor.abi, descriptor.capabilities.wasi !== undefined)
+        this.#cache.set(cacheKey(descriptor), await this.#cache.compile(inspection.rewritten))
+        if (descriptor.capabilities.wasi?.preopens.some(p => p.volume === '@plugin') === true) await this.#store.ensureVolume(name)
+        this.#plugins.set(name, this.#entry(descriptor, manifest, inspection))
+        this.#generations.set(name, generation)
+      })
+    } catch (err) {
+      // Not servable here (this replica's limits are lower, the module vanished): an old
+      // version must not be served in its place.
+      this.#events.onError?.(`plugin '${name}' (generation ${generation}) does not load here`, err)
+      this.#plugins.delete(name)
+      this.#generations.set(name, generation)
+    }
+    this.#events.onChange?.(this.#plugins.size)
+    if (previous !== undefined) this.#events.onRetire?.(name)
+    if (previous !== undefined && previous.descriptor.sha256 !== this.#plugins.get(name)?.descriptor.sha256) await this.#collect()
+  }
+
   #entry (descriptor: PluginDescriptor, manifest: Manifest, inspection: Inspection): PluginEntry {
     const key = cacheKey(descriptor)
     const wasi = descriptor.capabilities.wasi !== undefined
     // On a cache miss the module is read back and rewritten again rather than kept in memory.
     const load = async (): Promise<Uint8Array> =>
-      inspectModule(await this.#store.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
+      inspectModule(await this.#backend.readModule(descriptor.sha256), descriptor.limits, descriptor.abi, wasi).rewritten
     return Object.freeze({
       descriptor: Object.freeze(descriptor),
       memory: inspection.memory,
@@ -199,7 +328,7 @@ export class PluginRegistry {
 
   async #collect (): Promise<void> {
     await this.#modules.exclusive(async () => {
-      await this.#store.collectModules(new Set([...this.#plugins.values()].map(p => p.descriptor.sha256)))
+      await this.#backend.collect(new Set([...this.#plugins.values()].map(p => p.descriptor.sha256)))
     })
   }
 
