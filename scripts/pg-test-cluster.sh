@@ -20,8 +20,10 @@ case "$cmd" in
     chmod 700 "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=on -c max_connections=200" start >/dev/null \
+    # In postgresql.conf, so a plain `pg_ctl start` (the tests restart it) keeps them.
+    printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\nmax_connections = 300\n" "$port" "$dir" \
+      | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres wph_test
     echo "export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/wph_test"

@@ -43,6 +43,8 @@ export interface Config {
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
   readonly keepAliveTimeoutMs: number
+  /** PostgreSQL URL of the registry shared by replicas; undefined: DATA_DIR (one replica). */
+  readonly registryUrl: string | undefined
 }
 
 /** Environment variable -> config key, with its JSON-schema type. Also the README's table. */
@@ -79,9 +81,13 @@ const envSchema = {
     REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 120_000 },
     // Default: min(30 s, REQUEST_TIMEOUT_MS), computed below; node wants it <= the request timeout.
     HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
-    KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 }
+    KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 },
+    REGISTRY_URL: { type: 'string', pattern: '^postgres(ql)?://' }
   }
 } as const
+
+/** Variables whose values are secrets: never echoed in an error message (nor logged). */
+const SECRET_VARIABLES = new Set(['AUTH_TOKEN', 'EXECUTE_TOKENS', 'REGISTRY_URL'])
 
 /** The variables config reads; everything else in the environment is ignored. */
 export const configVariables = Object.keys(envSchema.properties)
@@ -133,7 +139,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
   if (!validateEnv(data)) {
     const first = validateEnv.errors?.[0]
     const variable = first?.instancePath.replace(/^\//, '') ?? '?'
-    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${JSON.stringify(env[variable])})`)
+    const got = SECRET_VARIABLES.has(variable) ? 'a value not shown: it may hold a secret' : JSON.stringify(env[variable])
+    throw new ConfigError(`invalid configuration: ${variable} ${first?.message ?? 'is invalid'} (got ${got})`)
   }
   const v = data as Record<string, string | number | undefined>
   const num = (k: string): number => v[k] as number
@@ -174,10 +181,34 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     headersTimeoutMs: (v.HEADERS_TIMEOUT_MS as number | undefined) ?? Math.min(30_000, num('REQUEST_TIMEOUT_MS')),
     keepAliveTimeoutMs: num('KEEP_ALIVE_TIMEOUT_MS'),
+    registryUrl: checkRegistryUrl(v.REGISTRY_URL as string | undefined),
     ...overrides
   }
   checkConsistency(config)
   return Object.freeze(config)
+}
+
+function checkRegistryUrl (url: string | undefined): string | undefined {
+  if (url === undefined) return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new ConfigError('invalid configuration: REGISTRY_URL is not a URL (postgres://user:password@host:port/database)')
+  }
+  if (parsed.hostname === '' && !parsed.searchParams.has('host')) throw new ConfigError('invalid configuration: REGISTRY_URL names no host')
+  return url
+}
+
+/** REGISTRY_URL without its password, for logs and messages. */
+export function redactUrl (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== '') parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return 'postgres://(unparseable)'
+  }
 }
 
 function checkConsistency (c: Config): void {

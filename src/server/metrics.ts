@@ -18,6 +18,9 @@ export interface Metrics {
   compiled: (seconds: number) => void
   pluginsLoaded: (count: number) => void
   forgetPlugin: (plugin: string) => void
+  registryConnected: (up: boolean) => void
+  registrySynced: (seconds: number) => void
+  registryResynced: () => void
 }
 
 export interface PoolGauges { queueSize: () => number, threads: () => number }
@@ -71,6 +74,22 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
     registers: [registry]
   })
+  const connected = new Gauge({
+    name: 'registry_connected',
+    help: 'Whether the registry can be written: 1 (DATA_DIR always), 0 while the shared registry is unreachable.',
+    registers: [registry]
+  })
+  const sync = new Histogram({
+    name: 'registry_sync_seconds',
+    help: "From a write's commit on another replica to this replica serving it.",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry]
+  })
+  const resyncs = new Counter({
+    name: 'registry_resyncs_total',
+    help: 'Full resyncs of the shared registry (after a lost connection came back).',
+    registers: [registry]
+  })
   const labelled = new Set<string>()
   const label = (plugin: string): string => {
     if (labelled.has(plugin)) return plugin
@@ -89,6 +108,9 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     terminated: (reason) => terminations.inc({ reason }),
     compiled: (seconds) => compile.observe(seconds),
     pluginsLoaded: (count) => loaded.set(count),
+    registryConnected: (up) => connected.set(up ? 1 : 0),
+    registrySynced: (seconds) => sync.observe(seconds),
+    registryResynced: () => resyncs.inc(),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
+import type { IfMatch } from '../../registry/backend'
 import type { PluginRegistry, Upload } from '../../registry/registry'
 import type { Metrics } from '../metrics'
 
@@ -81,26 +82,47 @@ async function readUpload (request: FastifyRequest): Promise<Upload> {
   return { bytes, manifest, filename }
 }
 
+/**
+ * `If-Match: "<sha256>"` (a list, or `*`), as RFC 9110 writes entity tags. Weak tags (`W/`)
+ * never match (strong comparison); a value that names no sha256 is the client's mistake.
+ */
+export function parseIfMatch (header: string | string[] | undefined): IfMatch | undefined {
+  if (header === undefined) return undefined
+  const text = Array.isArray(header) ? header.join(',') : header
+  if (text.trim() === '*') return '*'
+  const tags: string[] = []
+  for (const item of text.split(',').map(s => s.trim()).filter(Boolean)) {
+    const m = /^(W\/)?"([^"]*)"$/.exec(item)
+    if (m === null) throw serviceError('INVALID_REQUEST', [`If-Match: '${item.slice(0, 80)}' is not a quoted sha256 ("<sha256>") or *`])
+    if (m[1] === undefined) tags.push(m[2] as string)
+  }
+  return tags
+}
+
+const etag = (sha256: string): string => `"${sha256}"`
+
 export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app: FastifyInstance, { registry, metrics }) => {
   app.post('/plugins', async (request, reply) => {
     const descriptor = await registry.create(await readUpload(request))
-    return reply.code(201).header('location', `/plugins/${descriptor.name}`).send(descriptor)
+    return reply.code(201).header('location', `/plugins/${descriptor.name}`).header('etag', etag(descriptor.sha256)).send(descriptor)
   })
 
-  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
-    return registry.replace(request.params.name, await readUpload(request))
+  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
+    const ifMatch = parseIfMatch(request.headers['if-match'])
+    const descriptor = await registry.replace(request.params.name, await readUpload(request), { ifMatch })
+    return reply.header('etag', etag(descriptor.sha256)).send(descriptor)
   })
 
   app.get('/plugins', async () => ({ plugins: registry.list() }))
 
-  app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
+  app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
     const entry = registry.get(request.params.name)
     if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [request.params.name])
-    return entry.descriptor
+    return reply.header('etag', etag(entry.descriptor.sha256)).send(entry.descriptor)
   })
 
   app.delete<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
-    await registry.remove(request.params.name)
+    await registry.remove(request.params.name, { ifMatch: parseIfMatch(request.headers['if-match']) })
     metrics.forgetPlugin(request.params.name)
     return reply.code(204).send()
   })

@@ -1,0 +1,367 @@
+// The shared registry backend: PostgreSQL, one database for every replica.
+//
+//   wph_modules  (sha256 PK, bytes)                       module bytes, once per sha256
+//   wph_plugins  (name PK, generation, sha256 FK, record)  one row per plugin
+//   wph_generation                                         sequence: every write's generation
+//
+// Each write is one transaction that also NOTIFYs `wph_registry` with {n: name, g: generation,
+// t: commit time}; NOTIFY is delivered on commit, to every listening replica, in commit order.
+// Writes take one transaction-scoped advisory lock: registry writes are rare (uploads), and
+// serializing them makes "check the condition, write, collect the old module" race-free
+// across replicas without relying on isolation subtleties (20 simultaneous POSTs of one
+// name: one commits, the others see it and answer 409).
+//
+// Replicas keep a local copy of the bytes of the modules they serve under DATA_DIR/modules,
+// so a replica that loses the database keeps executing (and recompiling on a cache miss).
+// A lost connection: writes answer REGISTRY_UNAVAILABLE at once, the listener reconnects
+// with backoff, then LISTENs again and asks the registry for a full resync.
+//
+// Client: `pg` (node-postgres), the maintained pure-JS driver with LISTEN/NOTIFY support and
+// no native build step; its Pool gives bounded connections with connect timeouts.
+import { Client, Pool } from 'pg'
+import type { ClientConfig, Notification, PoolClient } from 'pg'
+import { isServiceError, serviceError } from '../errors'
+import { matches } from './backend'
+import type { ChangeFeed, Committed, RegistryBackend, StoredPlugin, StoredRecord, WriteCondition } from './backend'
+import { maxPluginsError, preconditionFailed } from './fs-backend'
+import { sha } from './store'
+import type { PluginStore } from './store'
+
+export const CHANNEL = 'wph_registry'
+/** pg_advisory_lock keys (arbitrary constants, "wph" + purpose). */
+const MIGRATION_LOCK = 0x77706801
+const WRITE_LOCK = 0x77706802
+
+/** Schema migrations, applied in order once each (wph_schema_migrations records them). */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE wph_modules (
+     sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+     bytes bytea NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE SEQUENCE wph_generation;
+   CREATE TABLE wph_plugins (
+     name text PRIMARY KEY,
+     generation bigint NOT NULL,
+     sha256 text NOT NULL REFERENCES wph_modules (sha256),
+     record json NOT NULL,
+     updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+   );`
+]
+
+export interface PgBackendOptions {
+  /** postgres:// or postgresql:// URL (REGISTRY_URL). */
+  url: string
+  /** This replica's disk: local copies of module bytes. */
+  store: PluginStore
+  log: (msg: string, err?: unknown) => void
+  /** Connections for reads and writes (the listener has its own). */
+  poolSize?: number
+  /** How long a connect or a statement may take before the write is refused with 503. */
+  timeoutMs?: number
+  /** Listener heartbeat: how soon a silently dead connection is noticed. */
+  heartbeatMs?: number
+  /** Reconnect backoff bounds. */
+  backoffMs?: { min: number, max: number }
+}
+
+interface PluginRow { name: string, generation: string, record: StoredRecord }
+
+export class PgBackend implements RegistryBackend {
+  readonly kind = 'postgres'
+  readonly #options: Required<PgBackendOptions>
+  readonly #client: ClientConfig
+  readonly #pool: Pool
+  #feed: ChangeFeed | undefined
+  #listener: Client | undefined
+  #up = false
+  #closed = false
+  #heartbeat: NodeJS.Timeout | undefined
+  #retry: NodeJS.Timeout | undefined
+  #backoff: number
+
+  constructor (options: PgBackendOptions) {
+    this.#options = { poolSize: 4, timeoutMs: 5000, heartbeatMs: 1000, backoffMs: { min: 100, max: 5000 }, ...options }
+    this.#backoff = this.#options.backoffMs.min
+    this.#client = {
+      connectionString: options.url,
+      application_name: 'wasm-plugin-host',
+      connectionTimeoutMillis: this.#options.timeoutMs,
+      statement_timeout: this.#options.timeoutMs,
+      query_timeout: this.#options.timeoutMs + 1000,
+      keepAlive: true
+    }
+    this.#pool = new Pool({ ...this.#client, max: this.#options.poolSize, idleTimeoutMillis: 30_000 })
+    // An idle pooled connection that dies (database restart) emits here; the next query reconnects.
+    this.#pool.on('error', (err) => this.#options.log('registry database: idle connection lost', err))
+  }
+
+  /**
+   * Migrates the schema (under an advisory lock: replicas may start together) and starts
+   * listening. Retries with backoff until the database answers: a replica is not ready
+   * before its first sync.
+   */
+  async init (feed: ChangeFeed): Promise<void> {
+    this.#feed = feed
+    await this.#options.store.init()
+    for (let delay = this.#options.backoffMs.min; ; delay = Math.min(delay * 2, this.#options.backoffMs.max)) {
+      if (this.#closed) throw new Error('closed')
+      try {
+        await migrate(this.#client)
+        await this.#listen()
+        break
+      } catch (err) {
+        this.#options.log(`registry database unreachable at start; retrying in ${delay} ms`, err)
+        await new Promise(resolve => setTimeout(resolve, delay))
+      }
+    }
+    this.#heartbeat = setInterval(() => { this.#beat() }, this.#options.heartbeatMs)
+    this.#heartbeat.unref()
+  }
+
+  async list (): Promise<StoredPlugin[]> {
+    const { rows } = await this.#pool.query<PluginRow>('SELECT name, generation, record FROM wph_plugins ORDER BY name')
+    return rows.map(toPlugin)
+  }
+
+  async get (name: string): Promise<StoredPlugin | undefined> {
+    const { rows } = await this.#pool.query<PluginRow>('SELECT name, generation, record FROM wph_plugins WHERE name = $1', [name])
+    return rows[0] === undefined ? undefined : toPlugin(rows[0])
+  }
+
+  async readModule (sha256: string): Promise<Buffer> {
+    try {
+      return await this.#options.store.readModule(sha256)
+    } catch {
+      // Not on this replica's disk yet (written by another replica), or corrupt: fetch it.
+    }
+    const { rows } = await this.#pool.query<{ bytes: Buffer }>('SELECT bytes FROM wph_modules WHERE sha256 = $1', [sha256])
+    const bytes = rows[0]?.bytes
+    if (bytes === undefined) throw new Error(`module ${sha256} is not in the registry database`)
+    if (sha(bytes) !== sha256) throw new Error(`module ${sha256} is corrupt in the registry database`)
+    await this.#options.store.putModule(sha256, bytes)
+    return bytes
+  }
+
+  async put (name: string, record: StoredRecord, bytes: Uint8Array, condition: WriteCondition): Promise<Committed> {
+    this.#requireUp()
+    const { sha256 } = record.descriptor
+    // The local copy first: this replica serves the plugin from it, even without the database.
+    await this.#options.store.putModule(sha256, bytes)
+    return this.#write(async (client) => {
+      const current = await currentSha(client, name)
+      await check(client, name, current, condition)
+      const stored = await client.query('SELECT 1 FROM wph_modules WHERE sha256 = $1', [sha256])
+      if (stored.rowCount === 0) await client.query('INSERT INTO wph_modules (sha256, bytes) VALUES ($1, $2)', [sha256, Buffer.from(bytes)])
+      const generation = await nextGeneration(client)
+      await client.query(
+        `INSERT INTO wph_plugins (name, generation, sha256, record) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET generation = EXCLUDED.generation, sha256 = EXCLUDED.sha256,
+           record = EXCLUDED.record, updated_at = clock_timestamp()`,
+        [name, generation, sha256, JSON.stringify(record)])
+      if (current !== undefined && current !== sha256) await collectModule(client, current)
+      await notify(client, name, generation)
+      return { generation }
+    })
+  }
+
+  async delete (name: string, condition: WriteCondition & { kind: 'existing' }): Promise<Committed> {
+    this.#requireUp()
+    return this.#write(async (client) => {
+      const current = await currentSha(client, name)
+      await check(client, name, current, condition)
+      const generation = await nextGeneration(client)
+      await client.query('DELETE FROM wph_plugins WHERE name = $1', [name])
+      if (current !== undefined) await collectModule(client, current)
+      await notify(client, name, generation)
+      return { generation }
+    })
+  }
+
+  async collect (referenced: ReadonlySet<string>): Promise<void> {
+    await this.#options.store.collectModules(referenced)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    clearInterval(this.#heartbeat)
+    clearTimeout(this.#retry)
+    const listener = this.#listener
+    this.#listener = undefined
+    await listener?.end().catch(() => {})
+    await this.#pool.end().catch(() => {})
+  }
+
+  #requireUp (): void {
+    if (!this.#up) throw unavailable('not connected')
+  }
+
+  /** One write transaction under the write lock; database refusals become catalogue errors. */
+  async #write<T> (fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    let client: PoolClient
+    try {
+      client = await this.#pool.connect()
+    } catch (err) {
+      this.#beat()
+      throw toServiceError(err, this.#options.log)
+    }
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK])
+      const result = await fn(client)
+      await client.query('COMMIT')
+      return result
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: unknown) => { broken = e as Error })
+      if (!isServiceError(err)) this.#beat()
+      throw toServiceError(err, this.#options.log)
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  async #listen (): Promise<void> {
+    const client = new Client(this.#client)
+    client.on('error', (err) => this.#lost(client, err))
+    client.on('end', () => this.#lost(client))
+    client.on('notification', (msg) => this.#notified(msg))
+    try {
+      await client.connect()
+      await client.query(`LISTEN ${CHANNEL}`)
+    } catch (err) {
+      client.removeAllListeners('end')
+      await client.end().catch(() => {})
+      throw err
+    }
+    this.#listener = client
+    this.#up = true
+    this.#backoff = this.#options.backoffMs.min
+    this.#feed?.connected(true)
+  }
+
+  #notified (msg: Notification): void {
+    if (msg.channel !== CHANNEL || msg.payload === undefined) return
+    try {
+      const { n, g, t } = JSON.parse(msg.payload) as { n: string, g: number | string, t?: number | string }
+      this.#feed?.change({ name: n, generation: Number(g), committedAt: t === undefined ? undefined : Number(t) })
+    } catch (err) {
+      this.#options.log('registry database: unreadable notification', err)
+    }
+  }
+
+  /** Checks the listener; a failed check counts as a lost connection. */
+  #beat (): void {
+    const client = this.#listener
+    if (client === undefined) return
+    client.query('SELECT 1').catch((err: unknown) => this.#lost(client, err))
+  }
+
+  #lost (client: Client, err?: unknown): void {
+    if (client !== this.#listener || this.#closed) return
+    this.#listener = undefined
+    this.#up = false
+    this.#feed?.connected(false)
+    this.#options.log('registry database connection lost; executing what is loaded, refusing writes, reconnecting', err)
+    client.removeAllListeners('end')
+    client.on('error', () => {})
+    client.end().catch(() => {})
+    this.#reconnect()
+  }
+
+  #reconnect (): void {
+    if (this.#closed) return
+    const delay = this.#backoff * (0.5 + Math.random() / 2)
+    this.#backoff = Math.min(this.#backoff * 2, this.#options.backoffMs.max)
+    this.#retry = setTimeout(() => {
+      this.#listen().then(() => {
+        this.#options.log('registry database connection back; resyncing')
+        this.#feed?.resync()
+      }, () => this.#reconnect())
+    }, delay)
+    this.#retry.unref()
+  }
+}
+
+function toPlugin (row: PluginRow): StoredPlugin {
+  return { name: row.name, generation: Number(row.generation), record: row.record }
+}
+
+async function currentSha (client: PoolClient, name: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ sha256: string }>('SELECT sha256 FROM wph_plugins WHERE name = $1', [name])
+  return rows[0]?.sha256
+}
+
+async function check (client: PoolClient, name: string, current: string | undefined, condition: WriteCondition): Promise<void> {
+  if (condition.kind === 'create') {
+    if (current !== undefined) throw serviceError('PLUGIN_EXISTS', [name, name])
+    const { rows } = await client.query<{ count: string }>('SELECT count(*) AS count FROM wph_plugins')
+    if (Number(rows[0]?.count ?? 0) >= condition.maxPlugins) throw maxPluginsError(condition.maxPlugins)
+    return
+  }
+  if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
+  if (!matches(condition.ifMatch, current)) throw preconditionFailed(name, current)
+}
+
+async function nextGeneration (client: PoolClient): Promise<number> {
+  const { rows } = await client.query<{ g: string }>("SELECT nextval('wph_generation') AS g")
+  return Number(rows[0]?.g)
+}
+
+/** Module bytes go with the last plugin that used them (the write lock excludes a new user). */
+async function collectModule (client: PoolClient, sha256: string): Promise<void> {
+  await client.query('DELETE FROM wph_modules WHERE sha256 = $1 AND NOT EXISTS (SELECT 1 FROM wph_plugins WHERE sha256 = $1)', [sha256])
+}
+
+async function notify (client: PoolClient, name: string, generation: number): Promise<void> {
+  await client.query(
+    "SELECT pg_notify($1, json_build_object('n', $2::text, 'g', $3::bigint, 't', floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)::text)",
+    [CHANNEL, name, generation])
+}
+
+/** Creates or migrates the schema; replicas starting together wait on the advisory lock. */
+export async function migrate (config: ClientConfig): Promise<void> {
+  const client = new Client(config)
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK])
+    await client.query('CREATE TABLE IF NOT EXISTS wph_schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())')
+    const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM wph_schema_migrations')
+    for (let version = (rows[0]?.v ?? 0) + 1; version <= MIGRATIONS.length; version++) {
+      await client.query('BEGIN')
+      try {
+        await client.query(MIGRATIONS[version - 1] as string)
+        await client.query('INSERT INTO wph_schema_migrations (version) VALUES ($1)', [version])
+        await client.query('COMMIT')
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      }
+    }
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+function unavailable (reason: string): Error {
+  return serviceError('REGISTRY_UNAVAILABLE', [reason], { retryAfterSeconds: 1 })
+}
+
+/**
+ * A database refusal as a documented error, never a 500: a full disk is INSUFFICIENT_STORAGE
+ * (the transaction rolled back: nothing was written), a value over a PostgreSQL limit is
+ * PAYLOAD_TOO_LARGE, a lost or read-only database (or anything else it refuses) is
+ * REGISTRY_UNAVAILABLE. A lost connection during COMMIT cannot tell whether the write
+ * committed: the client gets 503 and may check with GET (the sha256) before retrying.
+ */
+export function toServiceError (err: unknown, log: (msg: string, err?: unknown) => void): Error {
+  if (isServiceError(err)) return err
+  const code = (err as { code?: unknown } | undefined)?.code
+  const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined
+  if (sqlstate === '53100') return serviceError('INSUFFICIENT_STORAGE', [], { details: { reason: 'the registry database is out of disk space' } })
+  if (sqlstate === '54000') return serviceError('PAYLOAD_TOO_LARGE', ['the module is over a limit of the registry database'])
+  if (sqlstate === '23505') return unavailable('a concurrent write conflicted; retry')
+  log('registry database refused a write', err)
+  return unavailable(sqlstate !== undefined ? `database error ${sqlstate}` : 'connection failed')
+}
