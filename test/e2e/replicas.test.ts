@@ -88,7 +88,9 @@ describePostgres('many replicas, one PostgreSQL registry', () => {
     if (delays.length > 0) console.log(`replicas.test: ${delays.length} propagations observed by polling, max ${Math.max(...delays).toFixed(0)} ms`)
   })
 
-  const [A, B, C] = [0, 1, 2].map(i => () => replicas[i] as Replica)
+  const A = (): Replica => replicas[0] as Replica
+  const B = (): Replica => replicas[1] as Replica
+  const C = (): Replica => replicas[2] as Replica
 
   test('three replicas started at once on an empty database: one schema, all ready', async () => {
     const versions = await sql(url, 'SELECT version FROM wph_schema_migrations ORDER BY version')

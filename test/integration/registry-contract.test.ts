@@ -210,4 +210,3 @@ if (hasPostgres) {
     })
   })
 }
-
