@@ -6,7 +6,8 @@
 //
 // Each write is one transaction that also NOTIFYs `wph_registry` with {n: name, g: generation,
 // t: commit time}; NOTIFY is delivered on commit, to every listening replica, in commit order.
-// Writes take one transaction-scoped advisory lock: registry writes are rare (uploads), and
+// A write is one call of the wph_write function (one statement: one transaction, one round
+// trip). It takes a transaction-scoped advisory lock: registry writes are rare (uploads), and
 // serializing them makes "check the condition, write, collect the old module" race-free
 // across replicas without relying on isolation subtleties (20 simultaneous POSTs of one
 // name: one commits, the others see it and answer 409).
@@ -19,15 +20,16 @@
 // Client: `pg` (node-postgres), the maintained pure-JS driver with LISTEN/NOTIFY support and
 // no native build step; its Pool gives bounded connections with connect timeouts.
 import { Client, Pool } from 'pg'
-import type { ClientConfig, Notification, PoolClient } from 'pg'
+import type { ClientConfig, Notification } from 'pg'
 import { isServiceError, serviceError } from '../errors'
-import { matches } from './backend'
 import type { ChangeFeed, Committed, RegistryBackend, StoredPlugin, StoredRecord, WriteCondition } from './backend'
 import { maxPluginsError, preconditionFailed } from './fs-backend'
 import { sha } from './store'
 import type { PluginStore } from './store'
 
 export const CHANNEL = 'wph_registry'
+/** Modules up to this size are sent with the write; bigger ones only when not stored yet. */
+const INLINE_BYTES = 256 * 1024
 /** pg_advisory_lock keys (arbitrary constants, "wph" + purpose). */
 const MIGRATION_LOCK = 0x77706801
 const WRITE_LOCK = 0x77706802
@@ -46,7 +48,45 @@ export const MIGRATIONS: readonly string[] = [
      sha256 text NOT NULL REFERENCES wph_modules (sha256),
      record json NOT NULL,
      updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
-   );`
+   );`,
+  // Every write in one statement, so one round trip (and the write lock is held for
+  // microseconds, not for a conversation with the client): check, write, collect, notify.
+  // Outcomes: ok | exists | full | not_found | precondition | need_bytes (the module is not
+  // stored yet and the call left its bytes out: sent again with them).
+  `CREATE FUNCTION wph_write (p_kind text, p_name text, p_sha text, p_bytes bytea, p_record json, p_max bigint, p_if_match text[])
+   RETURNS TABLE (outcome text, generation bigint, current_sha text) LANGUAGE plpgsql AS $$
+   DECLARE
+     cur text;
+     g bigint;
+   BEGIN
+     PERFORM pg_advisory_xact_lock(${WRITE_LOCK});
+     SELECT p.sha256 INTO cur FROM wph_plugins p WHERE p.name = p_name;
+     IF p_kind = 'create' THEN
+       IF cur IS NOT NULL THEN RETURN QUERY SELECT 'exists', NULL::bigint, cur; RETURN; END IF;
+       IF (SELECT count(*) FROM wph_plugins) >= p_max THEN RETURN QUERY SELECT 'full', NULL::bigint, cur; RETURN; END IF;
+     ELSE
+       IF cur IS NULL THEN RETURN QUERY SELECT 'not_found', NULL::bigint, cur; RETURN; END IF;
+       IF p_if_match IS NOT NULL AND NOT (cur = ANY (p_if_match)) THEN RETURN QUERY SELECT 'precondition', NULL::bigint, cur; RETURN; END IF;
+     END IF;
+     IF p_kind = 'delete' THEN
+       DELETE FROM wph_plugins WHERE name = p_name;
+     ELSE
+       IF NOT EXISTS (SELECT 1 FROM wph_modules WHERE sha256 = p_sha) THEN
+         IF p_bytes IS NULL THEN RETURN QUERY SELECT 'need_bytes', NULL::bigint, cur; RETURN; END IF;
+         INSERT INTO wph_modules (sha256, bytes) VALUES (p_sha, p_bytes);
+       END IF;
+       INSERT INTO wph_plugins AS t (name, generation, sha256, record) VALUES (p_name, 0, p_sha, p_record)
+         ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, record = EXCLUDED.record, updated_at = clock_timestamp();
+     END IF;
+     g := nextval('wph_generation');
+     UPDATE wph_plugins SET generation = g WHERE name = p_name;
+     -- Module bytes go with the last plugin that used them (the write lock excludes a new user).
+     IF cur IS NOT NULL AND cur IS DISTINCT FROM (CASE WHEN p_kind = 'delete' THEN NULL ELSE p_sha END) THEN
+       DELETE FROM wph_modules WHERE sha256 = cur AND NOT EXISTS (SELECT 1 FROM wph_plugins WHERE sha256 = cur);
+     END IF;
+     PERFORM pg_notify('${CHANNEL}', json_build_object('n', p_name, 'g', g, 't', floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)::text);
+     RETURN QUERY SELECT 'ok', g, cur;
+   END $$;`
 ]
 
 export interface PgBackendOptions {
@@ -148,34 +188,16 @@ export class PgBackend implements RegistryBackend {
     const { sha256 } = record.descriptor
     // The local copy first: this replica serves the plugin from it, even without the database.
     await this.#options.store.putModule(sha256, bytes)
-    return this.#write(async (client) => {
-      const current = await currentSha(client, name)
-      await check(client, name, current, condition)
-      const stored = await client.query('SELECT 1 FROM wph_modules WHERE sha256 = $1', [sha256])
-      if (stored.rowCount === 0) await client.query('INSERT INTO wph_modules (sha256, bytes) VALUES ($1, $2)', [sha256, Buffer.from(bytes)])
-      const generation = await nextGeneration(client)
-      await client.query(
-        `INSERT INTO wph_plugins (name, generation, sha256, record) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (name) DO UPDATE SET generation = EXCLUDED.generation, sha256 = EXCLUDED.sha256,
-           record = EXCLUDED.record, updated_at = clock_timestamp()`,
-        [name, generation, sha256, JSON.stringify(record)])
-      if (current !== undefined && current !== sha256) await collectModule(client, current)
-      await notify(client, name, generation)
-      return { generation }
-    })
+    const kind = condition.kind === 'create' ? 'create' : 'replace'
+    // Small modules go along at once; big ones only when the database does not have them.
+    const inline = bytes.length <= INLINE_BYTES
+    const first = await this.#write(kind, name, sha256, inline ? bytes : null, record, condition)
+    return first !== 'need_bytes' ? first : committed(await this.#write(kind, name, sha256, bytes, record, condition))
   }
 
   async delete (name: string, condition: WriteCondition & { kind: 'existing' }): Promise<Committed> {
     this.#requireUp()
-    return this.#write(async (client) => {
-      const current = await currentSha(client, name)
-      await check(client, name, current, condition)
-      const generation = await nextGeneration(client)
-      await client.query('DELETE FROM wph_plugins WHERE name = $1', [name])
-      if (current !== undefined) await collectModule(client, current)
-      await notify(client, name, generation)
-      return { generation }
-    })
+    return committed(await this.#write('delete', name, null, null, null, condition))
   }
 
   async collect (referenced: ReadonlySet<string>): Promise<void> {
@@ -196,29 +218,22 @@ export class PgBackend implements RegistryBackend {
     if (!this.#up) throw unavailable('not connected')
   }
 
-  /** One write transaction under the write lock; database refusals become catalogue errors. */
-  async #write<T> (fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    let client: PoolClient
+  /** One write: one statement (wph_write), one transaction; refusals become catalogue errors. */
+  async #write (kind: 'create' | 'replace' | 'delete', name: string, sha256: string | null, bytes: Uint8Array | null, record: StoredRecord | null, condition: WriteCondition): Promise<Committed | 'need_bytes'> {
+    let row: WriteRow | undefined
     try {
-      client = await this.#pool.connect()
+      const maxPlugins = condition.kind === 'create' ? condition.maxPlugins : null
+      const ifMatch = condition.kind === 'existing' && condition.ifMatch !== undefined && condition.ifMatch !== '*' ? [...condition.ifMatch] : null
+      const { rows } = await this.#pool.query<WriteRow>('SELECT outcome, generation, current_sha FROM wph_write($1, $2, $3, $4, $5, $6, $7)',
+        [kind, name, sha256, bytes === null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), record === null ? null : JSON.stringify(record), maxPlugins, ifMatch])
+      row = rows[0]
     } catch (err) {
       this.#beat()
       throw toServiceError(err, this.#options.log)
     }
-    let broken: Error | undefined
-    try {
-      await client.query('BEGIN')
-      await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK])
-      const result = await fn(client)
-      await client.query('COMMIT')
-      return result
-    } catch (err) {
-      await client.query('ROLLBACK').catch((e: unknown) => { broken = e as Error })
-      if (!isServiceError(err)) this.#beat()
-      throw toServiceError(err, this.#options.log)
-    } finally {
-      client.release(broken)
-    }
+    if (row === undefined) throw unavailable('no answer to a write')
+    if (row.outcome === 'need_bytes') return 'need_bytes'
+    return check(name, row, condition)
   }
 
   async #listen (): Promise<void> {
@@ -287,36 +302,24 @@ function toPlugin (row: PluginRow): StoredPlugin {
   return { name: row.name, generation: Number(row.generation), record: row.record }
 }
 
-async function currentSha (client: PoolClient, name: string): Promise<string | undefined> {
-  const { rows } = await client.query<{ sha256: string }>('SELECT sha256 FROM wph_plugins WHERE name = $1', [name])
-  return rows[0]?.sha256
+interface WriteRow { outcome: string, generation: string | null, current_sha: string | null }
+
+/** A write sent with its bytes cannot need them, unless the module went in between. */
+function committed (result: Committed | 'need_bytes'): Committed {
+  if (result === 'need_bytes') throw unavailable('the module was collected during the write; retry')
+  return result
 }
 
-async function check (client: PoolClient, name: string, current: string | undefined, condition: WriteCondition): Promise<void> {
-  if (condition.kind === 'create') {
-    if (current !== undefined) throw serviceError('PLUGIN_EXISTS', [name, name])
-    const { rows } = await client.query<{ count: string }>('SELECT count(*) AS count FROM wph_plugins')
-    if (Number(rows[0]?.count ?? 0) >= condition.maxPlugins) throw maxPluginsError(condition.maxPlugins)
-    return
+/** What wph_write answered, as a generation or the catalogue error it means. */
+function check (name: string, r: WriteRow, condition: WriteCondition): Committed {
+  switch (r.outcome) {
+    case 'ok': return { generation: Number(r.generation) }
+    case 'exists': throw serviceError('PLUGIN_EXISTS', [name, name])
+    case 'full': throw maxPluginsError(condition.kind === 'create' ? condition.maxPlugins : 0)
+    case 'not_found': throw serviceError('PLUGIN_NOT_FOUND', [name])
+    case 'precondition': throw preconditionFailed(name, r.current_sha ?? undefined)
+    default: throw unavailable(`unexpected write outcome ${r.outcome}`)
   }
-  if (current === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
-  if (!matches(condition.ifMatch, current)) throw preconditionFailed(name, current)
-}
-
-async function nextGeneration (client: PoolClient): Promise<number> {
-  const { rows } = await client.query<{ g: string }>("SELECT nextval('wph_generation') AS g")
-  return Number(rows[0]?.g)
-}
-
-/** Module bytes go with the last plugin that used them (the write lock excludes a new user). */
-async function collectModule (client: PoolClient, sha256: string): Promise<void> {
-  await client.query('DELETE FROM wph_modules WHERE sha256 = $1 AND NOT EXISTS (SELECT 1 FROM wph_plugins WHERE sha256 = $1)', [sha256])
-}
-
-async function notify (client: PoolClient, name: string, generation: number): Promise<void> {
-  await client.query(
-    "SELECT pg_notify($1, json_build_object('n', $2::text, 'g', $3::bigint, 't', floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)::text)",
-    [CHANNEL, name, generation])
 }
 
 /** Creates or migrates the schema; replicas starting together wait on the advisory lock. */
