@@ -190,13 +190,16 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
 
 function checkRegistryUrl (url: string | undefined): string | undefined {
   if (url === undefined) return undefined
+  // WHATWG URL refuses user info without a host (`postgres://u@/db?host=/socket`), which
+  // libpq and pg accept: parse such a URL with a stand-in host, then require ?host=.
+  const hostless = /^postgres(ql)?:\/\/([^/@]*@)?\//.test(url)
   let parsed: URL
   try {
-    parsed = new URL(url)
+    parsed = new URL(hostless ? url.replace(/^(postgres(ql)?:\/\/([^/@]*@)?)\//, '$1stand-in/') : url)
   } catch {
     throw new ConfigError('invalid configuration: REGISTRY_URL is not a URL (postgres://user:password@host:port/database)')
   }
-  if (parsed.hostname === '' && !parsed.searchParams.has('host')) throw new ConfigError('invalid configuration: REGISTRY_URL names no host')
+  if (hostless && !parsed.searchParams.has('host')) throw new ConfigError('invalid configuration: REGISTRY_URL names no host (nor ?host=/socket/dir)')
   return url
 }
 

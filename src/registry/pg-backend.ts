@@ -329,7 +329,9 @@ export async function migrate (config: ClientConfig): Promise<void> {
   await client.connect()
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK])
-    await client.query('CREATE TABLE IF NOT EXISTS wph_schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())')
+    // Nothing is written when the schema is current: a replica starts on a read-only database.
+    const { rows: exists } = await client.query<{ t: string | null }>("SELECT to_regclass('wph_schema_migrations')::text AS t")
+    if (exists[0]?.t == null) await client.query('CREATE TABLE IF NOT EXISTS wph_schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())')
     const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM wph_schema_migrations')
     for (let version = (rows[0]?.v ?? 0) + 1; version <= MIGRATIONS.length; version++) {
       await client.query('BEGIN')

@@ -7,13 +7,13 @@ import { loadConfig } from '../../src/config'
 import type { RegistryBackend } from '../../src/registry/backend'
 import { FsBackend } from '../../src/registry/fs-backend'
 import { ModuleCache } from '../../src/registry/module-cache'
-import { PgBackend } from '../../src/registry/pg-backend'
+import { PgBackend, toServiceError } from '../../src/registry/pg-backend'
 import { PluginRegistry } from '../../src/registry/registry'
 import { PluginStore, sha } from '../../src/registry/store'
 import { removeDir, tempDir } from '../helpers/build-app'
 import { withCustomSection } from '../helpers/client'
 import { watFixture } from '../helpers/fixtures'
-import { createDatabase, dropDatabase, hasPostgres, sql } from '../helpers/postgres'
+import { TEST_DATABASE_URL, createDatabase, dropDatabase, hasPostgres, sql } from '../helpers/postgres'
 
 jest.setTimeout(60_000)
 
@@ -200,6 +200,22 @@ if (hasPostgres) {
       expect(await sql(url, 'SELECT sha256 FROM wph_modules')).toEqual([])
     })
 
+    test('a database that refuses writes (read-only) is REGISTRY_UNAVAILABLE with retry-after, never a 500; nothing changes', async () => {
+      const a = await h.open()
+      await a.create({ bytes: echo, manifest: '{"name":"ro"}' })
+      const url = (h.url as () => string)()
+      const db = new URL(url).pathname.slice(1)
+      await sql(url, `ALTER DATABASE ${db} SET default_transaction_read_only = on`)
+      try {
+        const b = await h.open() // new connections see the setting
+        await expect(b.create({ bytes: echo, manifest: '{"name":"ro2"}' })).rejects.toMatchObject({ code: 'REGISTRY_UNAVAILABLE', statusCode: 503, retryAfterSeconds: 1 })
+        await expect(b.remove('ro')).rejects.toMatchObject({ code: 'REGISTRY_UNAVAILABLE' })
+        expect(b.list().map(p => p.name)).toEqual(['ro'])
+      } finally {
+        await sql(TEST_DATABASE_URL as string, `ALTER DATABASE ${db} SET default_transaction_read_only = off`)
+      }
+    })
+
     test('a replica keeps local copies of the modules it serves, and drops them with the plugin', async () => {
       const a = await h.open()
       const b = await h.open()
@@ -213,3 +229,14 @@ if (hasPostgres) {
     })
   })
 }
+
+test('database refusals map to documented codes, never a 500', () => {
+  const log = (): void => {}
+  const pgError = (code: string): Error => Object.assign(new Error('refused'), { code })
+  expect(toServiceError(pgError('53100'), log)).toMatchObject({ code: 'INSUFFICIENT_STORAGE', statusCode: 507 })
+  expect(toServiceError(pgError('54000'), log)).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', statusCode: 413 })
+  expect(toServiceError(pgError('25006'), log)).toMatchObject({ code: 'REGISTRY_UNAVAILABLE', statusCode: 503, retryAfterSeconds: 1 })
+  expect(toServiceError(pgError('57P01'), log)).toMatchObject({ code: 'REGISTRY_UNAVAILABLE' })
+  expect(toServiceError(pgError('ECONNREFUSED'), log)).toMatchObject({ code: 'REGISTRY_UNAVAILABLE' })
+  expect(toServiceError(new Error('Connection terminated unexpectedly'), log)).toMatchObject({ code: 'REGISTRY_UNAVAILABLE' })
+})
