@@ -15,7 +15,7 @@ const ROOT = resolve(__dirname, '..', '..')
 const K8S = join(ROOT, 'deploy', 'kubernetes')
 const NODE = process.execPath
 
-type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>
 
 function manifests (): Obj[] {
   return readdirSync(K8S).filter(f => f.endsWith('.yaml')).flatMap(f => parseAllDocuments(readFileSync(join(K8S, f), 'utf8')).map(d => d.toJS() as Obj))
@@ -133,8 +133,8 @@ test('every expression of the Grafana dashboard names only metrics the service e
   const exported = new Set<string>()
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     exported.add(m.name)
-    if (m.type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(`${m.name}${s}`)
-    if (m.type === 'summary') for (const s of ['_sum', '_count']) exported.add(`${m.name}${s}`)
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(`${m.name}${s}`)
+    if (String(m.type) === 'summary') for (const s of ['_sum', '_count']) exported.add(`${m.name}${s}`)
   }
   const dashboard = JSON.parse(readFileSync(join(ROOT, 'deploy', 'grafana', 'wasm-plugin-host.json'), 'utf8')) as { panels: Array<{ title: string, targets?: Array<{ expr: string }> }>, templating: { list: Array<{ query: unknown }> } }
   const expressions = dashboard.panels.flatMap(p => (p.targets ?? []).map(t => ({ where: p.title, expr: t.expr })))
