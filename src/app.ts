@@ -2,6 +2,7 @@
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import multipart from '@fastify/multipart'
+import { redactUrl } from './config'
 import type { Config } from './config'
 import { serviceError } from './errors'
 import { PluginRegistry } from './registry/registry'
@@ -110,6 +111,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     onResync: metrics.registryResynced,
     onError: (msg, err) => app.log.warn({ err }, msg)
   }, backend)
+  app.log.info({ registry: config.registryUrl === undefined ? `DATA_DIR ${config.dataDir}` : redactUrl(config.registryUrl) }, 'loading the registry')
   try {
     await registry.load((msg, err) => app.log.warn({ err }, msg))
   } catch (err) {
