@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from '../../src/config'
+import { ConfigError, loadConfig, redactUrl } from '../../src/config'
 
 describe('loadConfig', () => {
   test('defaults match DESIGN.md and the result is frozen', () => {
@@ -49,5 +49,23 @@ describe('loadConfig', () => {
   ])('refuses %p', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(message)
+  })
+})
+
+describe('REGISTRY_URL', () => {
+  test('unset: the DATA_DIR registry', () => {
+    expect(loadConfig({}).registryUrl).toBeUndefined()
+  })
+  test('postgres:// and postgresql:// are taken as they are', () => {
+    expect(loadConfig({ REGISTRY_URL: 'postgres://u:p@db:5432/wph' }).registryUrl).toBe('postgres://u:p@db:5432/wph')
+    expect(loadConfig({ REGISTRY_URL: 'postgresql://u@/wph?host=/run/postgresql' }).registryUrl).toBe('postgresql://u@/wph?host=/run/postgresql')
+  })
+  test('another scheme stops the start, and the message never shows the value (it may hold a password)', () => {
+    expect(() => loadConfig({ REGISTRY_URL: 'mysql://u:hunter2@db/wph' })).toThrow(/REGISTRY_URL/)
+    try { loadConfig({ REGISTRY_URL: 'mysql://u:hunter2@db/wph' }) } catch (err) { expect((err as Error).message).not.toMatch(/hunter2/) }
+    expect(() => loadConfig({ REGISTRY_URL: 'postgres://u:hunter2@/wph' })).toThrow(/names no host/)
+  })
+  test('redactUrl hides the password', () => {
+    expect(redactUrl('postgres://u:hunter2@db:5432/wph')).toBe('postgres://u:***@db:5432/wph')
   })
 })
