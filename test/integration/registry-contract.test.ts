@@ -10,6 +10,7 @@ import { ModuleCache } from '../../src/registry/module-cache'
 import { PgBackend, toServiceError } from '../../src/registry/pg-backend'
 import { PluginRegistry } from '../../src/registry/registry'
 import { PluginStore, sha } from '../../src/registry/store'
+import { Quota } from '../../src/sandbox/wasi/volume'
 import { removeDir, tempDir } from '../helpers/build-app'
 import { withCustomSection } from '../helpers/client'
 import { watFixture } from '../helpers/fixtures'
@@ -214,6 +215,34 @@ if (hasPostgres) {
       } finally {
         await sql(TEST_DATABASE_URL as string, `ALTER DATABASE ${db} SET default_transaction_read_only = off`)
       }
+    })
+
+    test('a delete from another replica retires the quota block this replica handed to calls, and removes its volume', async () => {
+      const a = await h.open()
+      const b = await h.open()
+      await a.create({ bytes: echo, manifest: withVolume('quota') })
+      await eventually(() => b.get('quota') !== undefined)
+      const quota = new Quota(1000, await b.volumeQuota('quota'))
+      expect(quota.retired).toBe(false)
+      await a.remove('quota')
+      await eventually(() => b.get('quota') === undefined && quota.retired)
+      await eventually(() => !existsSync(b.volumePath('quota')))
+    })
+
+    test('a stored plugin one replica refuses at load is skipped there, never deleted from the shared registry', async () => {
+      const a = await h.open()
+      await a.create({ bytes: echo, manifest: '{"name":"good"}' })
+      await a.create({ bytes: echo, manifest: '{"name":"refused"}' })
+      // As an older version may have stored it: a schema today's rules refuse (remote $ref).
+      const url = (h.url as () => string)()
+      await sql(url, 'UPDATE wph_plugins SET record = jsonb_set(record::jsonb, \'{manifest,inputSchema}\', \'{"$ref":"http://example.invalid/s.json"}\')::json WHERE name = \'refused\'')
+      const b = await h.open()
+      expect(b.list().map(p => p.name)).toEqual(['good'])
+      expect((await sql(url, 'SELECT name FROM wph_plugins ORDER BY name')).map(r => r.name)).toEqual(['good', 'refused'])
+      // Still served where it loaded, and a new version written anywhere applies as usual.
+      expect(a.get('refused')).toBeDefined()
+      await a.replace('refused', { bytes: withCustomSection(echo, Buffer.from('v2')), manifest: '{"name":"refused"}' })
+      await eventually(() => b.get('refused') !== undefined)
     })
 
     test('a replica keeps local copies of the modules it serves, and drops them with the plugin', async () => {
