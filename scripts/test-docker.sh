@@ -7,8 +7,14 @@
 # WAT with the `wabt` devDependency). Containers use host networking (the engine here has
 # no bridge), so the service binds 127.0.0.1 on a free port of this machine.
 #
+# Then the shared registry: two containers of the image with REGISTRY_URL on one PostgreSQL
+# (host network): an upload on one is served by the other, a delete stops on both. The
+# database is TEST_DATABASE_URL when set (e.g. .ci/run's cluster), else a throw-away
+# cluster started here with scripts/pg-test-cluster.sh (needs Debian's postgresql).
+#
 # Environment: TEST_DOCKER_PORT (default: a free port), TEST_DOCKER_IMAGE
-# (default wasm-plugin-host:test), TEST_DOCKER_KEEP_IMAGE=0 to remove the image afterwards.
+# (default wasm-plugin-host:test), TEST_DOCKER_KEEP_IMAGE=0 to remove the image afterwards,
+# TEST_DATABASE_URL, TEST_DOCKER_PG_PORT (default 54339, for the cluster started here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +28,11 @@ ok=0
 step () { printf '\n== %s\n' "$*"; }
 fail () { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 
+pg_dir=
 cleanup () {
   local rc=$?
+  for c in "$name-a" "$name-b"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+  if [ -n "$pg_dir" ]; then scripts/pg-test-cluster.sh stop "$pg_dir" || true; fi
   if [ "$ok" != 1 ] && docker container inspect "$name" >/dev/null 2>&1; then
     printf '\n== container logs (last 50 lines)\n' >&2
     docker logs --tail 50 "$name" >&2 2>&1 || true
@@ -167,6 +176,32 @@ shutdown_log=$(docker logs "$name" 2>&1 | grep -c '"msg":"shutting down"' || tru
 [ "$shutdown_log" = 2 ] || fail "expected 2 'shutting down' log lines (restart + stop), found $shutdown_log"
 echo "stopped in ${stop_ms} ms: $how"
 
+step "shared registry: two containers, one PostgreSQL (--network host)"
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/test-docker-pg.XXXXXX)
+  eval "$(scripts/pg-test-cluster.sh start "$pg_dir" "${TEST_DOCKER_PG_PORT:-54339}")"
+fi
+port_a=$(node -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close() })")
+port_b=$(node -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close() })")
+for r in a b; do
+  p=$port_a; [ "$r" = b ] && p=$port_b
+  docker run -d --name "$name-$r" --network host -e HOST=127.0.0.1 -e PORT="$p" -e WORKERS=1 \
+    -e REGISTRY_URL="$TEST_DATABASE_URL" --read-only --tmpfs /data:uid=1000,gid=1000 --tmpfs /tmp "$image" >/dev/null
+done
+for p in "$port_a" "$port_b"; do
+  for _ in $(seq 1 120); do [ "$(http "http://127.0.0.1:$p/readyz" 2>/dev/null)" = 200 ] && break; sleep 0.5; done
+  [ "$(http "http://127.0.0.1:$p/readyz")" = 200 ] || fail "replica on $p not ready: $(docker logs --tail 20 "$name-a" 2>&1)"
+done
+expect_status 201 'upload on replica a' -F "module=@$work/echo.wasm" -F 'manifest={"name":"shared-echo"}' "http://127.0.0.1:$port_a/plugins"
+for _ in $(seq 1 50); do [ "$(http "http://127.0.0.1:$port_b/plugins/shared-echo")" = 200 ] && break; sleep 0.1; done
+expect_status 200 'execute on replica b' -H 'content-type: application/json' -d '{"via":"b"}' "http://127.0.0.1:$port_b/plugins/shared-echo/execute"
+[ "$(cat "$work/body")" = '{"via":"b"}' ] || fail "replica b returned $(head -c 300 "$work/body")"
+expect_status 204 'delete on replica b' -X DELETE "http://127.0.0.1:$port_b/plugins/shared-echo"
+for _ in $(seq 1 50); do [ "$(http "http://127.0.0.1:$port_a/plugins/shared-echo")" = 404 ] && break; sleep 0.1; done
+expect_status 404 'deleted on replica a too' "http://127.0.0.1:$port_a/plugins/shared-echo"
+grep -q '^registry_connected 1' <(curl -s "http://127.0.0.1:$port_a/metrics") || fail 'registry_connected is not 1'
+echo "two replicas on $port_a and $port_b (read-only root, /data on tmpfs): upload on a served by b, delete on b gone on a"
+
 ok=1
 cat <<EOF
 
@@ -179,4 +214,5 @@ persistence  after docker restart (${restart_ms} ms): listed and executes
 user         uid $uid; /data owned by uid $data_owner
 command      $cmdline
 stop         ${stop_ms} ms, $how
+replicas     two containers on one PostgreSQL: upload, execute and delete propagate
 EOF

@@ -2,10 +2,14 @@
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import multipart from '@fastify/multipart'
+import { redactUrl } from './config'
 import type { Config } from './config'
 import { serviceError } from './errors'
 import { PluginRegistry } from './registry/registry'
 import { ModuleCache } from './registry/module-cache'
+import type { RegistryBackend } from './registry/backend'
+import { FsBackend } from './registry/fs-backend'
+import { PgBackend } from './registry/pg-backend'
 import { PluginStore } from './registry/store'
 import { applyV8SandboxFlags } from './sandbox/v8-flags'
 import { installAuth } from './server/auth'
@@ -112,15 +116,28 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     onLookup: metrics.moduleCacheLookup,
     onBytes: metrics.moduleCacheBytes
   })
+  // The one place that knows which registry runs: DATA_DIR, or PostgreSQL shared by replicas.
+  const backend: RegistryBackend = config.registryUrl === undefined
+    ? new FsBackend(store)
+    : new PgBackend({ url: config.registryUrl, store, log: (msg, err) => app.log.warn({ err }, msg) })
   // A replaced or deleted plugin starts with a closed breaker (pool is created below).
   // Extism vars live on this thread, per plugin; a replace or delete clears them.
   const vars = new PluginVars()
   const registry = new PluginRegistry(config, store, cache, {
     onChange: metrics.pluginsLoaded,
     onRetire: (name) => { pool.forget(name); vars.clear(name) },
-    warn: (msg, err) => app.log.warn({ err }, msg)
-  })
-  await registry.load((msg, err) => app.log.warn({ err }, msg))
+    onSync: metrics.registrySynced,
+    onConnected: metrics.registryConnected,
+    onResync: metrics.registryResynced,
+    onError: (msg, err) => app.log.warn({ err }, msg)
+  }, backend)
+  app.log.info({ registry: config.registryUrl === undefined ? `DATA_DIR ${config.dataDir}` : redactUrl(config.registryUrl) }, 'loading the registry')
+  try {
+    await registry.load((msg, err) => app.log.warn({ err }, msg))
+  } catch (err) {
+    await registry.close()
+    throw err
+  }
 
   const pool = new WorkerPool({
     workers: config.workers,
@@ -140,6 +157,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     await pool.close()
     closeBridge()
     await outbound.close()
+    await registry.close()
   })
 
   try {
@@ -162,7 +180,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     await app.register(healthRoutes, {
       ready: () => closing
         ? { ready: false, reason: 'shutting down' }
-        : pool.threads > 0 ? { ready: true, reason: '' } : { ready: false, reason: 'starting worker threads' }
+        : !registry.synced
+            ? { ready: false, reason: 'loading the registry' }
+            : pool.threads > 0 ? { ready: true, reason: '' } : { ready: false, reason: 'starting worker threads' }
     })
     await app.register(metricsRoutes, { metrics })
     await app.register(openapiRoutes)

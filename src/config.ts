@@ -51,6 +51,8 @@ export interface Config {
   readonly httpAllowPrivate: boolean
   /** Lowest level of the log lines extism plugins write that are kept. */
   readonly pluginLogLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error'
+  /** PostgreSQL URL of the registry shared by replicas; undefined: DATA_DIR (one replica). */
+  readonly registryUrl: string | undefined
 }
 
 /** Environment variable -> config key, with its JSON-schema type. Also the README's table. */
@@ -91,12 +93,13 @@ const envSchema = {
     KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3_600_000, default: 72_000 },
     ALLOWED_HOSTS: { type: 'string', default: '' },
     HTTP_ALLOW_PRIVATE: { type: 'boolean', default: false },
-    PLUGIN_LOG_LEVEL: { type: 'string', enum: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info' }
+    PLUGIN_LOG_LEVEL: { type: 'string', enum: ['trace', 'debug', 'info', 'warn', 'error'], default: 'info' },
+    REGISTRY_URL: { type: 'string', pattern: '^postgres(ql)?://' }
   }
 } as const
 
-/** Variables whose values are never printed. */
-const SECRETS = new Set(['AUTH_TOKEN', 'EXECUTE_TOKENS', 'METRICS_TOKEN'])
+/** Variables whose values are never printed (REGISTRY_URL may hold a password). */
+const SECRETS = new Set(['AUTH_TOKEN', 'EXECUTE_TOKENS', 'METRICS_TOKEN', 'REGISTRY_URL'])
 
 /** The variables config reads; everything else in the environment is ignored. */
 export const configVariables = Object.keys(envSchema.properties)
@@ -200,10 +203,37 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     allowedHosts,
     httpAllowPrivate: v.HTTP_ALLOW_PRIVATE as unknown as boolean,
     pluginLogLevel: str('PLUGIN_LOG_LEVEL') as Config['pluginLogLevel'],
+    registryUrl: checkRegistryUrl(v.REGISTRY_URL as string | undefined),
     ...overrides
   }
   checkConsistency(config)
   return Object.freeze(config)
+}
+
+function checkRegistryUrl (url: string | undefined): string | undefined {
+  if (url === undefined) return undefined
+  // WHATWG URL refuses user info without a host (`postgres://u@/db?host=/socket`), which
+  // libpq and pg accept: parse such a URL with a stand-in host, then require ?host=.
+  const hostless = /^postgres(ql)?:\/\/([^/@]*@)?\//.test(url)
+  let parsed: URL
+  try {
+    parsed = new URL(hostless ? url.replace(/^(postgres(ql)?:\/\/([^/@]*@)?)\//, '$1stand-in/') : url)
+  } catch {
+    throw new ConfigError('invalid configuration: REGISTRY_URL is not a URL (postgres://user:password@host:port/database)')
+  }
+  if (hostless && !parsed.searchParams.has('host')) throw new ConfigError('invalid configuration: REGISTRY_URL names no host (nor ?host=/socket/dir)')
+  return url
+}
+
+/** REGISTRY_URL without its password, for logs and messages. */
+export function redactUrl (url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== '') parsed.password = '***'
+    return parsed.toString()
+  } catch {
+    return 'postgres://(unparseable)'
+  }
 }
 
 function checkConsistency (c: Config): void {

@@ -16,6 +16,7 @@ export const errors = {
   ROUTE_NOT_FOUND: createError('ROUTE_NOT_FOUND', 'route %s %s not found', 404),
   METHOD_NOT_ALLOWED: createError('METHOD_NOT_ALLOWED', '%s is not allowed on %s; use %s', 405),
   PLUGIN_EXISTS: createError('PLUGIN_EXISTS', "plugin '%s' exists; use PUT /plugins/%s to replace it", 409),
+  PRECONDITION_FAILED: createError('PRECONDITION_FAILED', "plugin '%s' has changed: its sha256 is not one If-Match names", 412),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', '%s', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', '%s', 415),
   CAPABILITY_DENIED: createError('CAPABILITY_DENIED', '%s', 422),
@@ -26,6 +27,7 @@ export const errors = {
   PLUGIN_INVALID_OUTPUT: createError('PLUGIN_INVALID_OUTPUT', 'invalid plugin output: %s', 502),
   OVERLOADED: createError('OVERLOADED', '%s', 503),
   NOT_READY: createError('NOT_READY', 'service is %s', 503),
+  REGISTRY_UNAVAILABLE: createError('REGISTRY_UNAVAILABLE', 'the shared registry cannot be reached (%s); nothing was written', 503),
   DEADLINE_EXCEEDED: createError('DEADLINE_EXCEEDED', 'plugin ran past its %s ms deadline and was stopped', 504),
   INSUFFICIENT_STORAGE: createError('INSUFFICIENT_STORAGE', 'not enough disk space; nothing was written', 507),
   INTERNAL: createError('INTERNAL', 'internal error', 500)

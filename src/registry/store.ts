@@ -108,6 +108,22 @@ export class PluginStore {
     await this.#atomicWrite(this.#plugins, `${name}.json`, Buffer.from(JSON.stringify(record, null, 2)))
   }
 
+  /** The parsed descriptor record of `name`, or undefined when there is none. */
+  async readDescriptor (name: string): Promise<unknown> {
+    let text: string
+    try {
+      text = await readFile(join(this.#plugins, `${name}.json`), 'utf8')
+    } catch (err) {
+      ignoreMissing(err)
+      return undefined
+    }
+    return JSON.parse(text)
+  }
+
+  async countDescriptors (): Promise<number> {
+    return (await readdir(this.#plugins)).filter(f => f.endsWith('.json')).length
+  }
+
   async deleteDescriptor (name: string): Promise<void> {
     await unlink(join(this.#plugins, `${name}.json`)).catch(ignoreMissing)
     await fsyncDir(this.#plugins)

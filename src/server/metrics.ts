@@ -30,6 +30,9 @@ export interface Metrics {
   pluginHttpRequest: (plugin: string, outcome: string) => void
   /** extism ABI: log lines dropped past a call's log budget. */
   logLinesDropped: (count: number) => void
+  registryConnected: (up: boolean) => void
+  registrySynced: (seconds: number) => void
+  registryResynced: () => void
 }
 
 export interface PoolGauges {
@@ -157,6 +160,22 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     help: 'Log lines of extism plugins dropped past the 64 KiB a call may log.',
     registers: [registry]
   })
+  const connected = new Gauge({
+    name: 'registry_connected',
+    help: 'Whether the registry can be written: 1 (DATA_DIR always), 0 while the shared registry is unreachable.',
+    registers: [registry]
+  })
+  const sync = new Histogram({
+    name: 'registry_sync_seconds',
+    help: "From a write's commit on another replica to this replica serving it.",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry]
+  })
+  const resyncs = new Counter({
+    name: 'registry_resyncs_total',
+    help: 'Full resyncs of the shared registry (after a lost connection came back).',
+    registers: [registry]
+  })
   const labelled = new Set<string>()
   const label = (plugin: string): string => {
     if (labelled.has(plugin)) return plugin
@@ -181,6 +200,9 @@ export function createMetrics (pool: () => PoolGauges | undefined): Metrics {
     logLinesDropped: (count) => logDropped.inc(count),
     pluginsLoaded: (count) => loaded.set(count),
     instanceFallback: (reason) => fallbacks.inc({ reason }),
+    registryConnected: (up) => connected.set(up ? 1 : 0),
+    registrySynced: (seconds) => sync.observe(seconds),
+    registryResynced: () => resyncs.inc(),
     forgetPlugin (plugin) {
       if (!labelled.delete(plugin)) return
       duration.remove({ plugin })

@@ -9,6 +9,8 @@
 //   - nothing half-written is visible: the list parses, every descriptor on disk parses and
 //     has its module (whose bytes match their hash), no module is unreferenced, no volume
 //     lacks its plugin, the tmp directory is empty, and nothing was skipped at load.
+// The same test runs with the PostgreSQL registry (REGISTRY_URL): there the rows of the
+// database take the place of the descriptor files, and the module rows those of the files.
 //
 // Replay a failure with CRASH_SEED=<seed printed below>.
 import { once } from 'node:events'
@@ -21,12 +23,13 @@ import { prng, testSeed, withCustomSection } from '../helpers/client'
 import { watFixture } from '../helpers/fixtures'
 import { MAIN, freePort, startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
+import { createDatabase, dropDatabase, hasPostgres, sql } from '../helpers/postgres'
 import { loadConfig } from '../../src/config'
 import { ModuleCache } from '../../src/registry/module-cache'
 import { PluginRegistry } from '../../src/registry/registry'
 import { PluginStore, sha } from '../../src/registry/store'
 
-jest.setTimeout(150_000 * Math.ceil(Math.max(21, Number(process.env.CRASH_KILLS ?? 21)) / 21))
+jest.setTimeout(300_000 * Math.ceil(Math.max(21, Number(process.env.CRASH_KILLS ?? 21)) / 21))
 
 // CRASH_KILLS raises the count (`npm run soak:crash` kills 100 times).
 const KILLS = Math.max(21, Number(process.env.CRASH_KILLS ?? 21))
@@ -49,8 +52,15 @@ const same = (a: State, b: State): boolean =>
 
 const show = (s: State): string => s.present ? `present(${s.version} ${s.sha.slice(0, 12)})` : 'absent'
 
-test(`SIGKILL at random points of a stream of uploads, replaces and deletes (${KILLS} kills): nothing acknowledged is lost, nothing half-written is seen`, async () => {
-  const seed = testSeed('CRASH_SEED', 'crash.test')
+const modes: Array<'fs' | 'postgres'> = ['fs']
+if (hasPostgres) modes.push('postgres')
+else if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set')
+else console.warn('crash.test: the PostgreSQL registry mode is skipped (no TEST_DATABASE_URL)')
+
+test.each(modes)(`SIGKILL at random points of a stream of uploads, replaces and deletes (${KILLS} kills, %s registry): nothing acknowledged is lost, nothing half-written is seen`, async (mode) => {
+  const seed = testSeed('CRASH_SEED', `crash.test (${mode})`)
+  const registryUrl = mode === 'postgres' ? await createDatabase() : undefined
+  const env = { ...ENV, ...(registryUrl !== undefined ? { REGISTRY_URL: registryUrl } : {}) }
   const rnd = prng(seed)
   const echo = await watFixture('echo')
   const dataDir = tempDir('wph-crash-')
@@ -66,11 +76,11 @@ test(`SIGKILL at random points of a stream of uploads, replaces and deletes (${K
     for (let cycle = 0; cycle <= KILLS; cycle++) {
       if (cycle > 0 && rnd.next() < 0.2) {
         // A kill while the registry is loading: the start-up (sweep, collect) must be crash-safe too.
-        await killDuringStartup(dataDir, rnd.int(400))
+        await killDuringStartup(dataDir, rnd.int(400), env)
         figures.startupKills++
       }
-      server = await startServer(ENV, dataDir)
-      await verify(server, dataDir, slots, figures, rnd)
+      server = await startServer(env, dataDir)
+      await verify(server, dataDir, slots, figures, rnd, registryUrl)
       if (cycle === KILLS) break
 
       const agent = new Agent({ connections: LANES })
@@ -106,7 +116,9 @@ test(`SIGKILL at random points of a stream of uploads, replaces and deletes (${K
           }
         }
       })
-      await new Promise(resolve => setTimeout(resolve, 20 + rnd.int(400)))
+      // A PostgreSQL write has more to do after start-up (a pool connection, a round trip to the
+      // database): its window is longer, so each cycle still acknowledges some writes.
+      await new Promise(resolve => setTimeout(resolve, mode === 'postgres' ? 100 + rnd.int(900) : 20 + rnd.int(400)))
       run.stopped = true
       server.child.kill('SIGKILL')
       await once(server.child, 'exit').catch(() => {})
@@ -117,9 +129,10 @@ test(`SIGKILL at random points of a stream of uploads, replaces and deletes (${K
   } finally {
     if (server !== undefined) await server.stop()
     removeDir(dataDir)
+    if (registryUrl !== undefined) await dropDatabase(registryUrl)
   }
   const seconds = ((performance.now() - t0) / 1000).toFixed(1)
-  console.log(`crash.test: ${figures.kills} kills (+${figures.startupKills} during start-up) in ${seconds} s, seed ${seed}: ` +
+  console.log(`crash.test (${mode}): ${figures.kills} kills (+${figures.startupKills} during start-up) in ${seconds} s, seed ${seed}: ` +
     `${figures.acknowledged} acknowledged operations, ${figures.cutOff} cut off (${figures.resolvedNew} had taken effect, ${figures.resolvedOld} had not), ` +
     `${figures.pluginsChecked} plugin checks after restarts (${figures.executes} executes), 0 lost`)
   expect(figures.kills).toBeGreaterThanOrEqual(20)
@@ -133,9 +146,9 @@ function pickOp (state: State, r: number): Op {
   return r < 0.55 ? 'PUT' : r < 0.9 ? 'DELETE' : 'POST-EXISTING'
 }
 
-async function killDuringStartup (dataDir: string, afterMs: number): Promise<void> {
+async function killDuringStartup (dataDir: string, afterMs: number, env: Record<string, string>): Promise<void> {
   const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(await freePort()), DATA_DIR: dataDir, ...ENV },
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(await freePort()), DATA_DIR: dataDir, ...env },
     stdio: 'ignore'
   })
   const exited = once(child, 'exit')
@@ -144,7 +157,7 @@ async function killDuringStartup (dataDir: string, afterMs: number): Promise<voi
   await exited
 }
 
-async function verify (server: RunningServer, dataDir: string, slots: Slot[], figures: Record<string, number>, rnd: ReturnType<typeof prng>): Promise<void> {
+async function verify (server: RunningServer, dataDir: string, slots: Slot[], figures: Record<string, number>, rnd: ReturnType<typeof prng>, registryUrl: string | undefined): Promise<void> {
   const list = await request(`${server.url}/plugins`)
   expect(list.statusCode).toBe(200)
   const listed = new Map((await list.body.json() as { plugins: Array<{ name: string, sha256: string, version: string, capabilities: { wasi?: { preopens: Array<{ volume: string }> } } }> }).plugins.map(p => [p.name, p]))
@@ -185,6 +198,11 @@ async function verify (server: RunningServer, dataDir: string, slots: Slot[], fi
 
   // On disk: nothing half-written, nothing left over.
   expect(readdirSync(join(dataDir, 'tmp'))).toEqual([])
+  if (registryUrl !== undefined) {
+    await verifyDatabase(registryUrl, dataDir, [...listed.keys()], slots)
+    expect(server.output()).not.toMatch(/skipping|does not load/)
+    return
+  }
   const descriptors = readdirSync(join(dataDir, 'plugins'))
   expect(descriptors.sort()).toEqual([...listed.keys()].map(n => `${n}.json`).sort())
   const referenced = new Set<string>()
@@ -201,6 +219,24 @@ async function verify (server: RunningServer, dataDir: string, slots: Slot[], fi
     if (slot.state.present && slot.state.volume) expect(existsSync(join(dataDir, 'volumes', slot.name))).toBe(true)
   }
   expect(server.output()).not.toMatch(/skipping/)
+}
+
+/** The PostgreSQL registry: rows are what was listed, each with its module, nothing unreferenced. */
+async function verifyDatabase (url: string, dataDir: string, listed: string[], slots: Slot[]): Promise<void> {
+  const rows = await sql<{ name: string, sha256: string }>(url, 'SELECT name, sha256 FROM wph_plugins ORDER BY name')
+  expect(rows.map(r => r.name)).toEqual([...listed].sort())
+  const modules = await sql<{ sha256: string, bytes: Buffer }>(url, 'SELECT sha256, bytes FROM wph_modules')
+  for (const m of modules) expect(sha(m.bytes)).toBe(m.sha256)
+  expect(modules.map(m => m.sha256).sort()).toEqual([...new Set(rows.map(r => r.sha256))].sort())
+  // Local copies: only of modules in use, each intact.
+  for (const file of readdirSync(join(dataDir, 'modules'))) {
+    expect(rows.map(r => `${r.sha256}.wasm`)).toContain(file)
+    expect(`${sha(readFileSync(join(dataDir, 'modules', file)))}.wasm`).toBe(file)
+  }
+  for (const volume of readdirSync(join(dataDir, 'volumes'))) expect(listed).toContain(volume)
+  for (const slot of slots) {
+    if (slot.state.present && slot.state.volume) expect(existsSync(join(dataDir, 'volumes', slot.name))).toBe(true)
+  }
 }
 
 test('a delete collecting a module while another plugin is published with the same bytes never leaves a descriptor without its module', async () => {

@@ -88,12 +88,12 @@ function uleb (n: number): Buffer {
 export interface Answer { status: number, text: string, headers: Record<string, string | string[] | undefined> }
 
 /** An upload (POST /plugins or PUT /plugins/:name) over undici. */
-export async function sendUpload (url: string, method: 'POST' | 'PUT', path: string, wasm: Buffer, manifest?: unknown): Promise<Answer> {
+export async function sendUpload (url: string, method: 'POST' | 'PUT', path: string, wasm: Buffer, manifest?: unknown, extraHeaders: Record<string, string> = {}): Promise<Answer> {
   const { payload, headers } = multipart([
     { name: 'module', filename: 'plugin.wasm', content: wasm },
     ...(manifest !== undefined ? [{ name: 'manifest', content: JSON.stringify(manifest), type: 'text/plain' }] : [])
   ])
-  const res = await request(`${url}${path}`, { method, body: payload, headers })
+  const res = await request(`${url}${path}`, { method, body: payload, headers: { ...headers, ...extraHeaders } })
   return { status: res.statusCode, text: await res.body.text(), headers: res.headers }
 }
 

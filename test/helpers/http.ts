@@ -30,8 +30,8 @@ export async function freePort (): Promise<number> {
   return port
 }
 
-/** Starts the service and waits until /readyz answers 200. */
-export async function startServer (env: Record<string, string> = {}, dataDir = tempDir()): Promise<RunningServer> {
+/** Starts the service and waits until /readyz answers 200 (for at most `readyTimeoutMs`). */
+export async function startServer (env: Record<string, string> = {}, dataDir = tempDir(), readyTimeoutMs = 15_000): Promise<RunningServer> {
   const port = await freePort()
   const child = spawn(process.execPath, [MAIN], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, WORKERS: '2', LOG_LEVEL: 'warn', ...env },
@@ -42,7 +42,7 @@ export async function startServer (env: Record<string, string> = {}, dataDir = t
   child.stderr?.on('data', (d: Buffer) => { log += d.toString() })
   const url = `http://127.0.0.1:${port}`
   const exited = once(child, 'exit')
-  const deadline = Date.now() + 15_000
+  const deadline = Date.now() + readyTimeoutMs
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${log}`)
     try {

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from '../../src/config'
+import { ConfigError, loadConfig, redactUrl } from '../../src/config'
 
 describe('loadConfig', () => {
   test('defaults match DESIGN.md and the result is frozen', () => {
@@ -64,4 +64,22 @@ test('ALLOWED_HOSTS, HTTP_ALLOW_PRIVATE and PLUGIN_LOG_LEVEL: parsed, defaulted,
   expect(() => loadConfig({ ALLOWED_HOSTS: 'http://x.com/' })).toThrow(/ALLOWED_HOSTS/)
   expect(() => loadConfig({ PLUGIN_LOG_LEVEL: 'loud' })).toThrow(/PLUGIN_LOG_LEVEL/)
   expect(() => loadConfig({ HTTP_ALLOW_PRIVATE: 'maybe' })).toThrow(/HTTP_ALLOW_PRIVATE/)
+})
+
+describe('REGISTRY_URL', () => {
+  test('unset: the DATA_DIR registry', () => {
+    expect(loadConfig({}).registryUrl).toBeUndefined()
+  })
+  test('postgres:// and postgresql:// are taken as they are', () => {
+    expect(loadConfig({ REGISTRY_URL: 'postgres://u:p@db:5432/wph' }).registryUrl).toBe('postgres://u:p@db:5432/wph')
+    expect(loadConfig({ REGISTRY_URL: 'postgresql://u@/wph?host=/run/postgresql' }).registryUrl).toBe('postgresql://u@/wph?host=/run/postgresql')
+  })
+  test('another scheme stops the start, and the message never shows the value (it may hold a password)', () => {
+    expect(() => loadConfig({ REGISTRY_URL: 'mysql://u:hunter2@db/wph' })).toThrow(/REGISTRY_URL/)
+    try { loadConfig({ REGISTRY_URL: 'mysql://u:hunter2@db/wph' }) } catch (err) { expect((err as Error).message).not.toMatch(/hunter2/) }
+    expect(() => loadConfig({ REGISTRY_URL: 'postgres://u:hunter2@/wph' })).toThrow(/names no host/)
+  })
+  test('redactUrl hides the password', () => {
+    expect(redactUrl('postgres://u:hunter2@db:5432/wph')).toBe('postgres://u:***@db:5432/wph')
+  })
 })

@@ -5,6 +5,7 @@ import type { MultipartFile } from '@fastify/multipart'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
 import { NAME_PATTERN } from '../../registry/manifest'
+import type { IfMatch } from '../../registry/backend'
 import type { PluginRegistry, Upload } from '../../registry/registry'
 import { jsonListStream } from '../json-list'
 import type { Metrics } from '../metrics'
@@ -124,6 +125,25 @@ const createQuery = {
   properties: { name: { type: 'string', pattern: NAME_PATTERN } }
 } as const
 
+/**
+ * `If-Match: "<sha256>"` (a list, or `*`), as RFC 9110 writes entity tags. Weak tags (`W/`)
+ * never match (strong comparison); a value that names no sha256 is the client's mistake.
+ */
+export function parseIfMatch (header: string | string[] | undefined): IfMatch | undefined {
+  if (header === undefined) return undefined
+  const text = Array.isArray(header) ? header.join(',') : header
+  if (text.trim() === '*') return '*'
+  const tags: string[] = []
+  for (const item of text.split(',').map(s => s.trim()).filter(Boolean)) {
+    const m = /^(W\/)?"([^"]*)"$/.exec(item)
+    if (m === null) throw serviceError('INVALID_REQUEST', [`If-Match: '${item.slice(0, 80)}' is not a quoted sha256 ("<sha256>") or *`])
+    if (m[1] === undefined) tags.push(m[2] as string)
+  }
+  return tags
+}
+
+const etag = (sha256: string): string => `"${sha256}"`
+
 export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app: FastifyInstance, { config, registry, metrics }) => {
   // Encapsulated: only these routes take a raw body, the module itself, of any content type
   // but multipart (the multipart plugin's parser is more specific) and JSON (refused below).
@@ -134,20 +154,22 @@ export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app:
   app.post<{ Querystring: { name?: string } }>('/plugins', { schema: { querystring: createQuery }, bodyLimit: config.maxUploadBytes }, async (request, reply) => {
     const upload = await readUpload(request)
     const descriptor = await registry.create({ ...upload, ...(request.query.name !== undefined ? { name: request.query.name } : {}) })
-    return reply.code(201).header('location', `/plugins/${descriptor.name}`).send(descriptor)
+    return reply.code(201).header('location', `/plugins/${descriptor.name}`).header('etag', etag(descriptor.sha256)).send(descriptor)
   })
 
-  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams }, bodyLimit: config.maxUploadBytes }, async (request) => {
-    return registry.replace(request.params.name, await readUpload(request))
+  app.put<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams }, bodyLimit: config.maxUploadBytes }, async (request, reply) => {
+    const ifMatch = parseIfMatch(request.headers['if-match'])
+    const descriptor = await registry.replace(request.params.name, await readUpload(request), { ifMatch })
+    return reply.header('etag', etag(descriptor.sha256)).send(descriptor)
   })
 
   // Streamed, one descriptor at a time: never one string of every descriptor at once.
   app.get('/plugins', async (_request, reply) => reply.type('application/json').send(jsonListStream('plugins', registry.list())))
 
-  app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request) => {
+  app.get<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
     const entry = registry.get(request.params.name)
     if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [request.params.name])
-    return entry.descriptor
+    return reply.header('etag', etag(entry.descriptor.sha256)).send(entry.descriptor)
   })
 
   // The module as uploaded (admin only, like every route but execute): what runs is what the
@@ -157,13 +179,13 @@ export const pluginRoutes: FastifyPluginAsync<PluginRoutesOptions> = async (app:
     const { bytes, sha256 } = await registry.moduleBytes(name)
     return reply
       .type('application/wasm')
-      .header('etag', `"${sha256}"`)
+      .header('etag', etag(sha256))
       .header('content-disposition', `attachment; filename="${name}.wasm"`)
       .send(bytes)
   })
 
   app.delete<{ Params: { name: string } }>('/plugins/:name', { schema: { params: nameParams } }, async (request, reply) => {
-    await registry.remove(request.params.name)
+    await registry.remove(request.params.name, { ifMatch: parseIfMatch(request.headers['if-match']) })
     metrics.forgetPlugin(request.params.name)
     return reply.code(204).send()
   })
