@@ -3,15 +3,14 @@
 // recompiled; the byte budget (MODULE_CACHE_BYTES, 256 MiB by default) holds them all.
 import { buildTestApp, uploadBody } from '../helpers/build-app'
 import type { TestApp } from '../helpers/build-app'
+import { withCustomSection } from '../helpers/client'
 import { watFixture } from '../helpers/fixtures'
 
 const PLUGINS = 150
 
 /** The module with a custom section `salt` holding `i`: distinct bytes and cache keys, same code. */
 function salted (base: Buffer, i: number): Buffer {
-  const name = Buffer.from('salt')
-  const payload = Buffer.concat([Buffer.from([name.length]), name, Buffer.from(String(i))])
-  return Buffer.concat([base, Buffer.from([0, payload.length]), payload])
+  return withCustomSection(base, Buffer.from(String(i)), 'salt')
 }
 
 function value (body: string, series: string): number {
