@@ -1,10 +1,14 @@
 // A real PostgreSQL for the tests of the shared registry. `.ci/run` starts a throw-away
 // cluster (scripts/pg-test-cluster.sh) and exports TEST_DATABASE_URL (a database on it the
-// tests may create others from), TEST_PG_DIR and TEST_PG_BIN (to restart it). Without it the
+// tests may create others from), and TEST_PG_BIN (where the server binaries are, for tests that start a cluster of their own). Without it the
 // tests that need PostgreSQL skip with a message, unless REQUIRE_POSTGRES=1 (CI sets it).
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { Client } from 'pg'
+import { freePort } from './http'
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL
 export const hasPostgres = TEST_DATABASE_URL !== undefined && TEST_DATABASE_URL !== ''
@@ -66,14 +70,40 @@ export async function terminateBackends (url: string): Promise<number> {
   return rows.rowCount ?? 0
 }
 
-/** Whether this test run may stop and start the cluster (it knows where it is). */
-export const canRestartPostgres = process.env.TEST_PG_DIR !== undefined && process.env.TEST_PG_BIN !== undefined
+/**
+ * Whether a test may start a cluster of its own (TEST_PG_BIN: the server binaries .ci/run
+ * found). A test that stops PostgreSQL must stop its own: stopping the shared one would
+ * cut off every other suite running beside it.
+ */
+export const canRestartPostgres = process.env.TEST_PG_BIN !== undefined
 
-/** `pg_ctl stop` (fast) or `start` on the test cluster, as its owner. */
-export function pgCtl (action: 'stop' | 'start'): void {
-  const dir = process.env.TEST_PG_DIR as string
-  // scripts/pg-test-cluster.sh wrote the address and port into postgresql.conf.
-  const args = [`${process.env.TEST_PG_BIN as string}/pg_ctl`, '-D', `${dir}/data`, '-w', '-t', '60', ...(action === 'stop' ? ['-m', 'fast', 'stop'] : ['-l', `${dir}/server.log`, 'start'])]
-  const cmd = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...args] : args
-  execFileSync(cmd[0] as string, cmd.slice(1), { stdio: 'ignore' })
+export interface PrivateCluster {
+  /** A database on it (the cluster's own `wph_test`). */
+  url: string
+  /** `pg_ctl stop` (fast) or `start`, as the cluster's owner. */
+  ctl: (action: 'stop' | 'start') => void
+  /** Stops it and removes its directory. */
+  remove: () => void
+}
+
+const CLUSTER_SCRIPT = resolve(__dirname, '..', '..', 'scripts', 'pg-test-cluster.sh')
+
+/** A throw-away cluster on its own port and directory (scripts/pg-test-cluster.sh). */
+export async function startPrivateCluster (): Promise<PrivateCluster> {
+  const bin = process.env.TEST_PG_BIN as string
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'wph-pg-own-'))
+  const out = execFileSync('bash', [CLUSTER_SCRIPT, 'start', dir, String(port)], { env: { ...process.env, PG_BIN: bin }, encoding: 'utf8' })
+  const url = /TEST_DATABASE_URL=(\S+)/.exec(out)?.[1]
+  if (url === undefined) throw new Error(`pg-test-cluster.sh printed no URL: ${out}`)
+  const ctl = (action: 'stop' | 'start'): void => {
+    // scripts/pg-test-cluster.sh wrote the address and port into postgresql.conf.
+    const args = [`${bin}/pg_ctl`, '-D', `${dir}/data`, '-w', '-t', '60', ...(action === 'stop' ? ['-m', 'fast', 'stop'] : ['-l', `${dir}/server.log`, 'start'])]
+    const cmd = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...args] : args
+    execFileSync(cmd[0] as string, cmd.slice(1), { stdio: 'ignore' })
+  }
+  const remove = (): void => {
+    execFileSync('bash', [CLUSTER_SCRIPT, 'stop', dir], { env: { ...process.env, PG_BIN: bin }, stdio: 'ignore' })
+  }
+  return { url, ctl, remove }
 }
