@@ -18,6 +18,23 @@ import type { ExecuteResult, ExecuteTask } from './protocol'
 export const TASKS_PER_WORKER = 4
 /** A task waiting this long behind another on its thread moves to another thread. */
 export const RESCUE_AFTER_MS = 50
+/** Bodies from this size are posted in shared memory (see shareable). */
+export const SHARE_FROM_BYTES = 64 * 1024
+
+/**
+ * The body as the task carries it. A task may be posted more than once, and postMessage copies
+ * a plain buffer on this thread at each posting: a 16 MiB body took longer to copy and
+ * deliver than RESCUE_AFTER_MS, so it was moved, copied again, moved... and never ran
+ * (bench:stalls: 503 after 60 s, the event loop busy copying, /healthz p50 49 ms). A large body
+ * is copied once into a SharedArrayBuffer, which every posting shares; a small one stays
+ * plain, where a copy costs less than setting up shared memory. Nobody writes to it after.
+ */
+export function shareable (input: Uint8Array): Uint8Array {
+  if (input.byteLength < SHARE_FROM_BYTES || input.buffer instanceof SharedArrayBuffer) return input
+  const shared = new Uint8Array(new SharedArrayBuffer(input.byteLength))
+  shared.set(input)
+  return shared
+}
 
 export interface DispatchContext {
   /** Posts a task (`control` views its control block) to a thread; rejects if the thread dies before answering. */
@@ -43,9 +60,10 @@ type Attempt = { kind: 'result', result: ExecuteResult } | { kind: 'again' }
  */
 export async function dispatch (task: Omit<ExecuteTask, 'control'>, enqueued: number, ctx: DispatchContext, suspect: () => boolean = () => false): Promise<ExecuteResult> {
   const queueDeadline = clockMs() + ctx.queueTimeoutMs
+  const input = shareable(task.input)
   for (;;) {
     // Asked again for each posting: the plugin may have been killed meanwhile.
-    const attempt = await postOnce({ ...task, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx, suspect())
+    const attempt = await postOnce({ ...task, input, control: new SharedArrayBuffer(CONTROL_BYTES) }, enqueued, queueDeadline, ctx, suspect())
     if (attempt.kind === 'result') return attempt.result
   }
 }

@@ -38,9 +38,10 @@ export interface ExecuteTask {
   /** json and extism ABIs: the export to call. */
   entry: string
   /**
-   * The body. Copied to the worker by postMessage, not moved: dispatch.ts may post the same
-   * task again (a thread died before starting it, or it moved off a stalled thread), so the
-   * bytes must stay here until the call is answered.
+   * The body, read-only. Never moved to the worker: dispatch.ts may post the same task again (a
+   * thread died before starting it, or it moved off a stalled thread), so the bytes must stay
+   * here until the call is answered. Small bodies are copied at each posting; large ones live
+   * in a SharedArrayBuffer that every posting shares (dispatch.ts shareable).
    */
   input: Uint8Array
   /** Limits for the host-provided memory, or undefined when the module has none. */

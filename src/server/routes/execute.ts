@@ -1,9 +1,8 @@
-// POST /plugins/:name/execute: the hot path. The body arrives as raw bytes (any content type)
-// and is posted to the worker as it is; nothing of it is parsed on this thread. The worker
-// checks the JSON validity of json-ABI input and output, and validates input and output against
+// POST /plugins/:name/execute: the hot path. The body arrives as raw bytes (any content type),
+// read into the buffer the worker reads (body-bytes.ts), and is posted to the worker as it is;
+// nothing of it is parsed on this thread. The worker checks the JSON validity of json-ABI input and output, and validates input and output against
 // the plugin's schemas, off the event loop and within the call's deadline; its output bytes are
 // moved back and sent as they are.
-import { isArrayBuffer } from 'node:util/types'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import type { Config } from '../../config'
 import { isServiceError, serviceError } from '../../errors'
@@ -15,6 +14,7 @@ import type { PluginDescriptor, PluginRegistry } from '../../registry/registry'
 import type { WorkerPool } from '../../workers/pool'
 import type { Metrics } from '../metrics'
 import { extismContentType } from '../extism-calls'
+import { readBodyBytes } from '../body-bytes'
 import type { ExtismCalls } from '../extism-calls'
 
 export interface ExecuteRoutesOptions {
@@ -28,20 +28,6 @@ export interface ExecuteRoutesOptions {
 /** The tail of a plugin's stderr that goes into the log line. */
 const LOG_STDERR_CHARS = 2048
 
-/**
- * The body as a Uint8Array that owns its whole ArrayBuffer. Fastify's buffer parser
- * concatenates with Buffer.allocUnsafe: bodies under 4 KiB are views into Node's shared 8 KiB
- * slab, and postMessage serializes a view's whole ArrayBuffer, so a 100-byte body cost an 8 KiB
- * copy and allocation on each side (measured: posting and receiving a task took 46 µs with a
- * slab view, 11 µs with an owned 100-byte buffer). Copying the small ones once is cheaper.
- * (The pool copies the body to the worker rather than moving it: see ExecuteTask.input.)
- */
-function ownedBytes (body: unknown): Uint8Array {
-  if (!Buffer.isBuffer(body)) return new Uint8Array(0)
-  if (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && isArrayBuffer(body.buffer)) return body
-  return new Uint8Array(body)
-}
-
 /** Names one version of a plugin: the key a worker keeps an instance under. */
 function instanceKey (d: PluginDescriptor): string {
   return `${d.name}\0${d.sha256}\0${d.updatedAt}`
@@ -50,8 +36,8 @@ function instanceKey (d: PluginDescriptor): string {
 export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (app: FastifyInstance, { config, registry, pool, metrics, extism }) => {
   // Encapsulated: only this route sees bodies as raw bytes, of any content type.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxInputBytes }, (_request, body, done) => {
-    done(null, body)
+  app.addContentTypeParser('*', (request, payload, done) => {
+    readBodyBytes(payload, request.headers['content-length'], config.maxInputBytes, done)
   })
 
   app.post<{ Params: { name: string }, Querystring: { function?: string } }>('/plugins/:name/execute', {
@@ -65,7 +51,7 @@ export const executeRoutes: FastifyPluginAsync<ExecuteRoutesOptions> = async (ap
     const entry = registry.get(name)
     if (entry === undefined) throw serviceError('PLUGIN_NOT_FOUND', [name])
     const d = entry.descriptor
-    const input = ownedBytes(request.body)
+    const input = request.body instanceof Uint8Array ? request.body : new Uint8Array(0)
     try {
       const fn = pickEntry(d, request.query.function)
       if (d.instance !== 'reuse' && entry.reset.mode === 'new-instance') metrics.instanceFallback(entry.reset.reason)
