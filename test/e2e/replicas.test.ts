@@ -1,12 +1,12 @@
 // Many replicas, one registry: three real service processes (`node dist/main.js`, each with
 // its own PORT and DATA_DIR) against a real PostgreSQL, driven over HTTP as a user would.
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { removeDir, tempDir } from '../helpers/build-app'
 import { sendUpload, withCustomSection } from '../helpers/client'
 import type { Answer } from '../helpers/client'
-import { watFixture } from '../helpers/fixtures'
+import { cSource, hasClang, watFixture } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
 import type { RunningServer } from '../helpers/http'
 import { canRestartPostgres, createDatabase, describePostgres, dropDatabase, sql, startPrivateCluster, terminateBackends } from '../helpers/postgres'
@@ -172,6 +172,34 @@ describePostgres('many replicas, one PostgreSQL registry', () => {
     expect(staleDelete.status).toBe(412)
     expect((await send(`${A().server.url}/plugins/match`, 'DELETE', { 'if-match': `"${sha(v2)}"` })).status).toBe(204)
     expect((await send(`${A().server.url}/plugins/match`, 'DELETE', { 'if-match': 'not-quoted' })).status).toBe(400)
+  })
+
+  const withC = hasClang() || process.env.REQUIRE_TOOLCHAINS === '1' ? test : test.skip
+  withC('a call in flight on A finishes on the version it started with while B replaces the plugin; A\'s next call runs the new one', async () => {
+    // Each version waits (busy) for a file the test creates in A's copy of the @plugin volume,
+    // then prints its name: the call is in flight for as long as the test wants, no timing.
+    const version = (tag: string): Buffer => cSource(`#include <stdio.h>
+#include <unistd.h>
+int main(void) { while (access("/data/go", F_OK) != 0) {} fputs("${tag}", stdout); return 0; }`)
+    const v1 = version('v1')
+    const v2 = version('v2')
+    expect((await sendUpload(A().server.url, 'POST', '/plugins', v1, withVolume('inflight', { abi: 'wasi', limits: { timeoutMs: 20_000 } }))).status).toBe(201)
+    for (const r of replicas) await eventually('v1 everywhere', async () => await served(r, 'inflight') === sha(v1))
+    const go = join(A().dataDir, 'volumes', 'inflight', 'go')
+    expect(existsSync(go)).toBe(false)
+    const running = execute(A().server.url, 'inflight', {})
+    await eventually('the call runs on A', async () => await metric(A(), 'plugin_calls_in_flight{plugin="inflight"}') === 1)
+    expect((await sendUpload(B().server.url, 'PUT', '/plugins/inflight', v2)).status).toBe(200)
+    await eventually('A serves v2', async () => await served(A(), 'inflight') === sha(v2))
+    expect(await metric(A(), 'plugin_calls_in_flight{plugin="inflight"}')).toBe(1) // still running v1
+    writeFileSync(go, '')
+    const first = await running
+    expect(first.status).toBe(200)
+    expect(first.text).toBe('v1')
+    expect(first.headers['x-plugin-version']).toBeDefined()
+    const next = await execute(A().server.url, 'inflight', {})
+    expect(next.status).toBe(200)
+    expect(next.text).toBe('v2')
   })
 
   test('a replica SIGKILLed during a stream of writes and restarted serves exactly what the others list', async () => {
