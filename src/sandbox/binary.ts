@@ -169,7 +169,7 @@ class ModuleReader {
     passiveElementSegments: 0,
     dataBytes: 0,
     codeBytes: 0,
-    code: { tableWrites: false, dataDrop: false, elemDrop: false },
+    code: { tableWrites: false, dataDrop: false, elemDrop: false, startCallsImports: false },
     customSections: []
   }
 
@@ -443,7 +443,8 @@ class ModuleReader {
 
   #codeSection (c: Cursor): void {
     this.#info.codeBytes = c.remaining
-    this.#info.code = scanCode(c.bytes, c.pos, c.end)
+    const importedFunctions = this.#info.imports.filter(i => i.kind === 'func').length
+    this.#info.code = scanCode(c.bytes, c.pos, c.end, { importedFunctions, startFunction: this.#info.startFunction })
     this.#codeCount = c.count('function bodies', 2)
     c.pos = c.end
   }

@@ -13,6 +13,18 @@ export interface CodeFacts {
   dataDrop: boolean
   /** elem.drop occurs. */
   elemDrop: boolean
+  /**
+   * The start function (when there is one) can call an imported function: directly, through
+   * functions it calls, or through any indirect call on the way (assumed to reach anything).
+   * False when it provably cannot: its effects are then a pure function of the module.
+   */
+  startCallsImports: boolean
+}
+
+export interface CodeScanContext {
+  /** Imported functions: they take the first function indices. */
+  importedFunctions: number
+  startFunction?: number | undefined
 }
 
 class Unknown extends Error {}
@@ -21,8 +33,14 @@ class Unknown extends Error {}
  * Scans the code section's payload `bytes[start, end)`. Returns undefined when it meets
  * something it cannot decode (an unknown opcode, a body that does not end where declared).
  */
-export function scanCode (bytes: Uint8Array, start: number, end: number): CodeFacts | undefined {
-  const facts: CodeFacts = { tableWrites: false, dataDrop: false, elemDrop: false }
+export function scanCode (bytes: Uint8Array, start: number, end: number, context: CodeScanContext = { importedFunctions: 0 }): CodeFacts | undefined {
+  const facts: CodeFacts = { tableWrites: false, dataDrop: false, elemDrop: false, startCallsImports: false }
+  // The direct callees of each defined function, and whether it makes an indirect call; only
+  // when there is a start function to follow.
+  const follow = context.startFunction !== undefined
+  const callees: number[][] = []
+  const indirect: boolean[] = []
+  let current: number[] = []
   let p = start
   const leb = (): number => {
     let result = 0
@@ -59,10 +77,15 @@ export function scanCode (bytes: Uint8Array, start: number, end: number): CodeFa
       if (bodyEnd > end) return undefined
       const groups = leb()
       for (let g = 0; g < groups; g++) { leb(); skip(1) }
+      current = []
+      callees.push(current)
+      indirect.push(false)
       while (p < bodyEnd) instruction()
       if (p !== bodyEnd) return undefined
     }
-    return p === end ? facts : undefined
+    if (p !== end) return undefined
+    if (follow) facts.startCallsImports = reachesImports(context.startFunction as number, context.importedFunctions, callees, indirect)
+    return facts
   } catch (err) {
     if (err instanceof Unknown) return undefined
     throw err
@@ -77,12 +100,14 @@ export function scanCode (bytes: Uint8Array, start: number, end: number): CodeFa
       case 0xd1: case 0xd3: case 0xd6:
         return
       case 0x02: case 0x03: case 0x04: case 0x06: return blockType()
-      case 0x07: case 0x08: case 0x09: case 0x18: case 0x0c: case 0x0d: case 0x10: case 0x12: case 0x14: case 0x15:
+      case 0x10: case 0x12: { const callee = leb(); if (follow) current.push(callee); return } // call, return_call
+      case 0x14: case 0x15: if (follow) indirect[indirect.length - 1] = true; leb(); return // call_ref, return_call_ref
+      case 0x07: case 0x08: case 0x09: case 0x18: case 0x0c: case 0x0d:
       case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25: case 0xd2: case 0xd4: case 0xd5:
         leb(); return
       case 0x26: facts.tableWrites = true; leb(); return // table.set
       case 0x0e: { const n = leb(); for (let i = 0; i <= n; i++) leb(); return } // br_table
-      case 0x11: case 0x13: leb(); leb(); return // call_indirect, return_call_indirect
+      case 0x11: case 0x13: if (follow) indirect[indirect.length - 1] = true; leb(); leb(); return // call_indirect, return_call_indirect
       case 0x1c: { const n = leb(); skip(n); return } // select t*
       case 0x1f: { // try_table
         blockType()
@@ -138,4 +163,20 @@ export function scanCode (bytes: Uint8Array, start: number, end: number): CodeFa
     if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) return memarg()
     throw new Unknown()
   }
+}
+
+/** Whether `from` reaches an imported function (index < imported) through calls. */
+function reachesImports (from: number, imported: number, callees: number[][], indirect: boolean[]): boolean {
+  const seen = new Set<number>()
+  const stack = [from]
+  while (stack.length > 0) {
+    const f = stack.pop() as number
+    if (f < imported) return true
+    if (seen.has(f)) continue
+    seen.add(f)
+    const d = f - imported
+    if (d >= callees.length || indirect[d] === true) return true
+    for (const c of callees[d] as number[]) if (!seen.has(c)) stack.push(c)
+  }
+  return false
 }

@@ -111,7 +111,7 @@ export function guestFailure (err: unknown, call: SandboxCall, wasi: Wasi | unde
  * state of a new one): `_initialize` and the json entry, or `_start`, or the extism entry.
  * Instantiation happens inside, so a proc_exit from a start function is an exit like any
  * other. `extra`: imports only known once the call runs (the extism kernel's); the reset path
- * never gets an extism call (reset-plan.ts: `extism_kernel`), so its instances ignore them.
+ * points its kept instance's forwarders at them (reset-instances.ts).
  */
 export function runOn (call: SandboxCall, instance: (extra?: WebAssembly.Imports) => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): SandboxOutput {
   if (call.abi === 'extism') return runExtismCall(call, instance, memory, wasi)

@@ -7,11 +7,14 @@
 // runSandboxed. A call that grew the memory or a table leaves an instance that cannot be reset
 // (neither shrinks): it is dropped and the next call instantiates again. Whatever ends a call (a
 // trap, proc_exit, a limit, a host error), the reset runs before the instance serves again; a
-// deadline kill terminates the thread and everything it kept.
+// deadline kill terminates the thread and everything it kept. Host functions whose state is
+// per call (WASI's context, the Extism kernel) are imported as forwarders (late-imports.ts)
+// that each call points at its own.
 import { restoreInstance, snapshotInstance } from './instance-state'
 import type { InstanceSnapshot } from './instance-state'
 import { createCallWasi, guestFailure, runOn } from './instance'
 import type { SandboxCall, SandboxOutput } from './instance'
+import { EXTISM_MODULE } from './extism/types'
 import { LateImports } from './late-imports'
 import type { MemoryPool } from './memory-pool'
 import { WASI_SIGNATURES } from './wasi'
@@ -28,6 +31,8 @@ interface Kept {
   snapshot: InstanceSnapshot | undefined
   /** The WASI namespace it imports, pointed at each call's WASI context. */
   wasi: LateImports | undefined
+  /** extism ABI: the kernel namespace it imports, pointed at each call's kernel. */
+  kernel: LateImports | undefined
   /** Counted against the worker's byte budget while kept. */
   bytes: number
 }
@@ -65,13 +70,19 @@ export class ResetInstances {
       kept ??= this.#create(call)
       wasi = createCallWasi(call, kept.memory)
       if (wasi !== undefined) kept.wasi?.bind(wasi.imports as unknown as Record<string, (...args: unknown[]) => unknown>)
-      const instance = kept.instance
-      return runOn(call, () => instance, kept.memory, wasi)
+      const { instance, kernel } = kept
+      return runOn(call, (extra) => {
+        // runExtism makes the call's kernel and hands its functions over here.
+        const functions = extra?.[EXTISM_MODULE]
+        if (kernel !== undefined && functions !== undefined) kernel.bind(functions as Record<string, (...args: unknown[]) => unknown>)
+        return instance
+      }, kept.memory, wasi)
     } catch (err) {
       throw guestFailure(err, call, wasi)
     } finally {
       wasi?.close()
       kept?.wasi?.unbind()
+      kept?.kernel?.unbind()
       if (kept !== undefined) this.#settle(key, kept)
     }
   }
@@ -92,6 +103,10 @@ export class ResetInstances {
     if (memory !== undefined) imports.host = { memory }
     const late = call.wasi !== undefined || call.abi === 'wasi' ? new LateImports(Object.keys(WASI_SIGNATURES)) : undefined
     if (late !== undefined) imports.wasi_snapshot_preview1 = late.namespace
+    // Only the kernel functions the module imports (capabilities.ts checked their types).
+    const kernelNames = call.abi === 'extism' ? WebAssembly.Module.imports(call.module).filter(i => i.module === EXTISM_MODULE && i.kind === 'function').map(i => i.name) : []
+    const kernel = kernelNames.length > 0 ? new LateImports(kernelNames) : undefined
+    if (kernel !== undefined) imports[EXTISM_MODULE] = kernel.namespace
     let instance: WebAssembly.Instance
     try {
       instance = new WebAssembly.Instance(call.module, imports)
@@ -103,7 +118,7 @@ export class ResetInstances {
     // A memory over the byte budget can never be kept: no snapshot (reading every page of a big
     // memory costs a page fault each the first time), the instance serves this call and goes.
     const snapshot = (memory?.buffer.byteLength ?? 0) > this.#pool.maxBytes ? undefined : snapshotInstance(instance, memory)
-    return { instance, memory, shape, snapshot, wasi: late, bytes: (memory?.buffer.byteLength ?? 0) + (snapshot?.imageBytes ?? 0) }
+    return { instance, memory, shape, snapshot, wasi: late, kernel, bytes: (memory?.buffer.byteLength ?? 0) + (snapshot?.imageBytes ?? 0) }
   }
 
   /** After a call, however it ended: reset and keep the instance, or drop it. */

@@ -17,7 +17,6 @@ export type ResetFallback =
   | 'imported_global'
   | 'imported_table'
   | 'json_without_alloc'
-  | 'extism_kernel'
 
 /** How a call gets the state of a new instance. */
 export type ResetPlan = { mode: 'reset' } | { mode: 'new-instance', reason: ResetFallback, detail: string }
@@ -25,19 +24,17 @@ export type ResetPlan = { mode: 'reset' } | { mode: 'new-instance', reason: Rese
 const DETAIL: Record<ResetFallback, string> = {
   passive_data_segments: 'the module has passive data segments and data.drop, which changes the instance in a way that cannot be undone',
   passive_element_segments: 'the module has passive element segments and elem.drop, which changes the instance in a way that cannot be undone',
-  start_function_imports: 'the module has a start function and imports functions: what the start function gets from the host is per call',
+  start_function_imports: 'the module has a start function that can call an imported function: what the start function gets from the host is per call',
   v128_global: 'the module has a mutable v128 global, which JavaScript can neither read nor write',
   imported_global: 'the module imports a global, which the instance does not own',
   imported_table: 'the module imports a table, which the instance does not own',
-  json_without_alloc: 'a json plugin without alloc: the host writes each input by growing memory, and a grown memory cannot be reset',
-  extism_kernel: 'an extism plugin: the Extism kernel (its memory blocks, input, output, vars and HTTP imports) is bound to one instance and is not reset in place yet'
+  json_without_alloc: 'a json plugin without alloc: the host writes each input by growing memory, and a grown memory cannot be reset'
 }
 
 /** Decides how calls of this module get the state of a new instance (see the file comment). */
 export function planReset (info: ModuleInfo, abi: string): ResetPlan {
-  // The extism kernel's imports (abi-extism.ts) are bound at instantiation to one call's
-  // kernel; late-imports.ts only rebinds WASI. A known gap: every extism call gets a new instance.
-  if (abi === 'extism') return { mode: 'new-instance', reason: 'extism_kernel', detail: DETAIL.extism_kernel }
+  // An extism plugin's kernel lives on the host, a new one per call: a kept instance imports
+  // forwarders to it (reset-instances.ts), so the kernel needs no reset of its own.
   const reason = fallbackOf(info) ??
     // abi-json.ts writes the input past the end of memory, growing it, when there is no alloc:
     // every call would leave an instance that cannot be reset, after paying for its snapshot.
@@ -55,8 +52,10 @@ function fallbackOf (info: ModuleInfo): ResetFallback | undefined {
   if (info.passiveElementSegments > 0 && info.code?.elemDrop !== false) return 'passive_element_segments'
   // The start function runs once, at instantiation: its effects on memory, globals and tables
   // are in the snapshot, but anything it asked the host (clock, random, stdout) would be asked
-  // once instead of once per call. Without function imports it is a pure function of the module.
-  if (info.startFunction !== undefined && info.imports.some(i => i.kind === 'func')) return 'start_function_imports'
+  // once instead of once per call. When it cannot call an import (the code scan follows its
+  // calls; an indirect call counts as reaching anything), it is a pure function of the module:
+  // AssemblyScript's start function, which initialises its globals and heap, is one.
+  if (info.startFunction !== undefined && info.imports.some(i => i.kind === 'func') && info.code?.startCallsImports !== false) return 'start_function_imports'
   if (info.globals.some(g => g.mutable && g.type === 'v128')) return 'v128_global'
   return undefined
 }

@@ -127,7 +127,7 @@ for (const s of scaffolds) {
         expect(extism.stdout).toBe('Hi, world!')
         const inspect = cli(['inspect', `build/${s.name}.wasm`, '--manifest', 'manifest.json'], s.dir)
         expect(inspect.status).toBe(0)
-        expect(JSON.parse(inspect.stdout)).toMatchObject({ abi: 'extism', reset: { mode: 'new-instance', reason: 'extism_kernel' } })
+        expect(JSON.parse(inspect.stdout)).toMatchObject({ abi: 'extism', reset: { mode: 'reset' } })
         const run = cli(['run', `build/${s.name}.wasm`, '--manifest', 'manifest.json', '--input', 'world', '--config', 'greeting=Hi', '--allow-host', 'api.example.com'], s.dir)
         expect(run.stderr).toBe('')
         expect(run.status).toBe(0)

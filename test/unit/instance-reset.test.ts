@@ -4,6 +4,8 @@
 // same answers on reset instances as on new ones, and every call on a reset instance sees the
 // initial state (the fixtures hash every byte of memory, every global and every table slot at
 // entry). In-process, no threads: the worker runs exactly these classes.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import fc from 'fast-check'
 import { inspectModule } from '../../src/registry/inspect'
 import type { PluginLimits } from '../../src/registry/manifest'
@@ -12,10 +14,12 @@ import { runSandboxed } from '../../src/sandbox/instance'
 import type { SandboxCall } from '../../src/sandbox/instance'
 import { MemoryPool } from '../../src/sandbox/memory-pool'
 import { ResetInstances } from '../../src/sandbox/reset-instances'
+import { emptyEffects } from '../../src/sandbox/extism/types'
+import type { ExtismSpec } from '../../src/sandbox/extism/types'
 import { planReset } from '../../src/sandbox/reset-plan'
 import { parseModule } from '../../src/sandbox/binary'
 import { parseLimitsFor } from '../../src/sandbox/limits'
-import { wat, watFixture } from '../helpers/fixtures'
+import { fixturesDir, wat, watFixture } from '../helpers/fixtures'
 
 const LIMITS: PluginLimits = { memoryBytes: 4 * 65536, timeoutMs: 5000, tableElements: 100, outputBytes: 4096 }
 
@@ -77,10 +81,9 @@ describe('reset plan', () => {
     expect(await plan(`(module ${base} (func (export "alloc") (param i32) (result i32) (i32.const 0)))`, 'json')).toEqual({ mode: 'reset' })
   })
 
-  test('an extism plugin gets a new instance per call (the kernel imports are not reset yet), and says why', async () => {
+  test('an extism plugin is reset in place too (the kernel is the host\'s, a new one per call)', async () => {
     const p = await plan('(module (import "extism:host/env" "output_set" (func (param i64 i64))) (memory (export "memory") 1) (func (export "run") (result i32) (i32.const 0)))', 'extism')
-    expect(p).toMatchObject({ mode: 'new-instance', reason: 'extism_kernel' })
-    expect(p.mode === 'new-instance' && /extism/.test(p.detail)).toBe(true)
+    expect(p).toEqual({ mode: 'reset' })
   })
 
   test('passive segments without data.drop/elem.drop (memory.init, table.init only) do not prevent a reset', async () => {
@@ -98,7 +101,19 @@ describe('reset plan', () => {
     ['SIMD, immediates that look like opcodes', '(func (drop (v128.const i32x4 0x26262626 0xfc0dfc09 0x26 0x26)) (drop (i32.const 0x26)) (drop (i64.const 0xfc0d)) (drop (f64.const 1.5)) (drop (i8x16.extract_lane_u 3 (v128.load offset=38 (i32.const 0)))))', { tableWrites: false, dataDrop: false, elemDrop: false }]
   ])('the code scan finds %s', async (_, body, facts) => {
     const info = parseModule(await wat(`(module (memory 1) (table 2 funcref) (type (func)) ${body})`), parseLimitsFor(LIMITS.memoryBytes))
-    expect(info.code).toEqual(facts)
+    expect(info.code).toEqual({ ...facts, startCallsImports: false })
+  })
+
+  const imported = '(import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32))) (memory 1) (table 1 funcref) (type $t (func))'
+  test.each([
+    ['calls the import itself', true, '(func $s (drop (call $y))) (start $s)'],
+    ['calls it three calls deep, through a cycle', true, '(func $s (call $a)) (func $a (call $b)) (func $b (call $a) (call $c)) (func $c (drop (call $y))) (start $s)'],
+    ['makes an indirect call (it could reach anything)', true, '(func $s (call $a)) (func $a (call_indirect (type $t) (i32.const 0))) (start $s)'],
+    ['only writes memory and globals, through calls, in a cycle', false, '(global $g (mut i32) (i32.const 0)) (func $s (call $a)) (func $a (i32.store (i32.const 0) (i32.const 1)) (call $b)) (func $b (global.set $g (i32.const 2)) (if (i32.eqz (global.get $g)) (then (call $a)))) (func $other (drop (call $y))) (start $s)']
+  ])('a start function that %s: startCallsImports is %s', async (_, calls, body) => {
+    const info = parseModule(await wat(`(module ${imported} ${body})`), parseLimitsFor(LIMITS.memoryBytes))
+    expect(info.code?.startCallsImports).toBe(calls)
+    expect(planReset(info, 'wasi')).toMatchObject(calls ? { mode: 'new-instance', reason: 'start_function_imports' } : { mode: 'reset' })
   })
 
   test('a mutable table is restored; a table no instruction writes is not even exported to the host', async () => {
@@ -117,6 +132,66 @@ describe('reset plan', () => {
     expect(() => inspectModule(bytes, LIMITS, undefined, false)).toThrow(/reserved by the host/)
   })
 })
+
+const EXTISM_OPS = ['observe', 'write', 'grow', 'tgrow', 'trap', 'overflow', 'deep', 'fail'] as const
+
+/**
+ * state-json.wat as an Extism plugin: each entry `x_<op>` copies the kernel's input into its
+ * memory, runs the json entry `<op>` on it and sets the answer as the kernel's output. Without
+ * its start function (a start function and function imports make a module fall back to new
+ * instances, reset-plan.ts); `x_fail` changes state, then fails with error_set.
+ */
+async function stateExtism (): Promise<Buffer> {
+  let source = readFileSync(join(fixturesDir, 'state-json.wat'), 'utf8').replace('(start $init)', '')
+  for (const op of ['observe', 'write', 'grow', 'tgrow', 'trap', 'overflow', 'deep']) source = source.replace(`(func (export "${op}")`, `(func $e_${op} (export "${op}")`)
+  source = source.replace('(func (export "alloc")', '(func $alloc (export "alloc")')
+  const kernel = `
+  (import "extism:host/env" "input_length" (func $in_len (result i64)))
+  (import "extism:host/env" "input_load_u8" (func $in_u8 (param i64) (result i32)))
+  (import "extism:host/env" "alloc" (func $k_alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $k_store (param i64 i32)))
+  (import "extism:host/env" "output_set" (func $k_out (param i64 i64)))
+  (import "extism:host/env" "error_set" (func $k_err (param i64)))`
+  const wrappers = `
+  (func $input (result i32 i32)
+    (local $n i32) (local $p i32) (local $i i32)
+    (local.set $n (i32.wrap_i64 (call $in_len)))
+    (local.set $p (call $alloc (local.get $n)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (i32.store8 (i32.add (local.get $p) (local.get $i)) (call $in_u8 (i64.extend_i32_u (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (local.get $p) (local.get $n))
+  (func $output (param $p i32) (param $n i32) (result i32)
+    (local $k i64) (local $i i32)
+    ;; over any limit: the kernel refuses the length before reading a byte
+    (if (i32.gt_u (local.get $n) (i32.const 65536)) (then (call $k_out (i64.const 0) (i64.extend_i32_u (local.get $n))) (return (i32.const 0))))
+    (local.set $k (call $k_alloc (i64.extend_i32_u (local.get $n))))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (call $k_store (i64.add (local.get $k) (i64.extend_i32_u (local.get $i))) (i32.load8_u (i32.add (local.get $p) (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (call $k_out (local.get $k) (i64.extend_i32_u (local.get $n)))
+    (i32.const 0))
+${['observe', 'write', 'grow', 'tgrow', 'trap', 'overflow', 'deep'].map(op => `  (func (export "x_${op}") (result i32) (call $input) (call $e_${op}) (call $output))`).join('\n')}
+  (func (export "x_fail") (result i32)
+    (local $k i64)
+    (call $input) (call $scribble)
+    (local.set $k (call $k_alloc (i64.const 1)))
+    (call $k_store (local.get $k) (i32.const 120))
+    (call $k_err (local.get $k))
+    (i32.const 1))`
+  source = source.replace('(module', `(module${kernel}`)
+  source = source.slice(0, source.lastIndexOf(')')) + wrappers + ')'
+  return wat(source)
+}
+
+function extismCall (p: Plugin, entry: string, input: string): SandboxCall {
+  const spec: ExtismSpec = { config: {}, vars: [], memoryBytes: LIMITS.memoryBytes, varBytes: 4096, logLevel: 0, http: undefined }
+  return { ...call(p, entry, input), extism: { spec, effects: emptyEffects(), http: undefined } }
+}
 
 describe('reset instances against new instances', () => {
   let json: Awaited<ReturnType<typeof load>>
@@ -168,6 +243,30 @@ describe('reset instances against new instances', () => {
           expect(outcome(() => resets.run(k, call(wasi, '_start', 'o')))).toBe(baseline)
         }
         expect(resets.stats.created).toBe(1 + calls.filter(c => c.op === 'g').length)
+      }
+    ), { numRuns: 60 })
+  })
+
+  test('extism: random sequences of calls (writes, grow, trap, output over the limit, error_set, stack overflow) answer the same, from the initial state', async () => {
+    const ext = await load(await stateExtism())
+    expect(ext.abi).toBe('extism')
+    expect(ext.plan).toEqual({ mode: 'reset' })
+    const fresh = new MemoryPool()
+    const baseline = outcome(() => runSandboxed(extismCall(ext, 'x_observe', '"probe"'), fresh))
+    expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
+    let key = 0
+    fc.assert(fc.property(
+      fc.array(fc.record({ op: fc.constantFrom(...EXTISM_OPS), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
+      (calls) => {
+        const resets = new ResetInstances(new MemoryPool())
+        const k = `extism-${key++}`
+        for (const { op, text } of calls) {
+          const input = JSON.stringify(text)
+          const expected = outcome(() => runSandboxed(extismCall(ext, `x_${op}`, input), fresh))
+          expect(outcome(() => resets.run(k, extismCall(ext, `x_${op}`, input)))).toBe(expected)
+          expect(outcome(() => resets.run(k, extismCall(ext, 'x_observe', '"probe"')))).toBe(baseline)
+        }
+        expect(resets.stats.created).toBe(1 + calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length)
       }
     ), { numRuns: 60 })
   })
