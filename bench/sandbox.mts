@@ -65,6 +65,15 @@ function call (p: Plugin, input: Uint8Array, extra: Partial<SandboxCall> = {}): 
   }
 }
 
+/** An extism call's kernel grants (nothing granted) and its effects record (emptied before each call). */
+function extismParts (entry: string): Partial<SandboxCall> {
+  const spec = { config: {}, vars: [], varBytes: 4096, memoryBytes: LIMITS.memoryBytes, logLevel: 0, http: undefined }
+  return {
+    entry,
+    extism: { spec, effects: { varWrites: [], logs: [], logsDropped: 0, http: [] }, http: undefined }
+  }
+}
+
 /** Every call gets a new WebAssembly.Memory (each reserves ~10 GiB of address space). */
 const freshMemories: MemorySource = {
   acquire: (initial, maximum) => new WebAssembly.Memory({ initial, maximum }),
@@ -163,7 +172,9 @@ async function resetTable (seconds: number, rounds: number): Promise<void> {
     ['echo + 30,000 functions', await echoWithFunctions(30000)],
     ['C example (json, examples/c-json)', example('c-json/build/count_vowels.wasm')],
     ['Rust example (wasi, examples/rust-wasi, 207 functions, 17 pages)', example('rust-wasi/build/count_vowels.wasm')],
-    ['Rust, 3,303 functions (wasi, bench/many-functions.mts)', rustWithFunctions(3000)]
+    ['Rust, 3,303 functions (wasi, bench/many-functions.mts)', rustWithFunctions(3000)],
+    ['C Extism example (extism, examples/c-extism)', example('c-extism/build/count_vowels.wasm')],
+    ['AssemblyScript Extism example (extism, @extism/as-pdk, examples/as-extism)', example('as-extism/build/count_vowels.wasm')]
   ]
   const pool = new MemoryPool()
   const resets = new ResetInstances(pool)
@@ -171,9 +182,11 @@ async function resetTable (seconds: number, rounds: number): Promise<void> {
   for (const [label, bytes] of modules) {
     if (bytes === undefined) { console.error(`skipping ${label}: not built (examples/*/build.sh, rustc)`); continue }
     const p = await loadBytes(bytes)
-    const c = call(p, SMALL, p.abi === 'json' ? {} : { entry: '_start' })
+    const c = call(p, SMALL, p.abi === 'json' ? {} : p.abi === 'wasi' ? { entry: '_start' } : extismParts('count_vowels'))
     const key = label
-    rows.push({ label, fresh: () => { runSandboxed(c, pool) }, reset: () => { resets.run(key, c) } })
+    const effects = c.extism?.effects
+    const empty = (): void => { if (effects !== undefined) { effects.varWrites.length = 0; effects.logs.length = 0; effects.logsDropped = 0; effects.http.length = 0 } }
+    rows.push({ label, fresh: () => { empty(); runSandboxed(c, pool) }, reset: () => { empty(); resets.run(key, c) } })
   }
   const fresh = rows.map(() => [] as number[])
   const reset = rows.map(() => [] as number[])

@@ -17,8 +17,8 @@ import type { SandboxCall, SandboxOutput } from './instance'
 import { EXTISM_MODULE } from './extism/types'
 import { LateImports } from './late-imports'
 import type { MemoryPool } from './memory-pool'
-import { WASI_SIGNATURES } from './wasi'
-import type { Wasi } from './wasi'
+import { wasiForwarders } from './wasi'
+import type { Wasi, WasiForwarders } from './wasi'
 
 /** Instances a worker keeps at most (least recently used dropped first); bytes bound them too. */
 export const RESET_MAX_INSTANCES = 64
@@ -30,7 +30,7 @@ interface Kept {
   /** Undefined when the state cannot be restored exactly: the instance serves one call. */
   snapshot: InstanceSnapshot | undefined
   /** The WASI namespace it imports, pointed at each call's WASI context. */
-  wasi: LateImports | undefined
+  wasi: WasiForwarders | undefined
   /** extism ABI: the kernel namespace it imports, pointed at each call's kernel. */
   kernel: LateImports | undefined
   /** Counted against the worker's byte budget while kept. */
@@ -69,7 +69,7 @@ export class ResetInstances {
     try {
       kept ??= this.#create(call)
       wasi = createCallWasi(call, kept.memory)
-      if (wasi !== undefined) kept.wasi?.bind(wasi.imports as unknown as Record<string, (...args: unknown[]) => unknown>)
+      if (wasi !== undefined) kept.wasi?.bind(wasi)
       const { instance, kernel } = kept
       return runOn(call, (extra) => {
         // runExtism makes the call's kernel and hands its functions over here.
@@ -101,8 +101,8 @@ export class ResetInstances {
     const memory = shape === undefined ? undefined : this.#pool.acquire(shape.initial, shape.maximum)
     const imports: WebAssembly.Imports = {}
     if (memory !== undefined) imports.host = { memory }
-    const late = call.wasi !== undefined || call.abi === 'wasi' ? new LateImports(Object.keys(WASI_SIGNATURES)) : undefined
-    if (late !== undefined) imports.wasi_snapshot_preview1 = late.namespace
+    const late = call.wasi !== undefined || call.abi === 'wasi' ? wasiForwarders() : undefined
+    if (late !== undefined) imports.wasi_snapshot_preview1 = late.namespace as unknown as WebAssembly.ModuleImports
     // Only the kernel functions the module imports (capabilities.ts checked their types).
     const kernelNames = call.abi === 'extism' ? WebAssembly.Module.imports(call.module).filter(i => i.module === EXTISM_MODULE && i.kind === 'function').map(i => i.name) : []
     const kernel = kernelNames.length > 0 ? new LateImports(kernelNames) : undefined

@@ -79,6 +79,8 @@ export interface WasiOptions {
 export interface Wasi {
   /** The wasi_snapshot_preview1 namespace: `{ wasi_snapshot_preview1: wasi.imports }`. */
   readonly imports: WasiImports
+  /** The implementations, unchecked (raw wasm arguments go through a namespace, never here). */
+  readonly impl: WasiImports
   /** The guest memory; re-read on every call (it may grow). Calls before bind are EFAULT. */
   bind: (memory: MemoryLike) => void
   /** A copy of what the guest wrote to stdout (never more than stdoutLimit bytes). */
@@ -132,26 +134,55 @@ function openPreopens (options: WasiOptions, hostFds: HostFds, table: FdTable): 
 }
 
 /**
- * Wraps an implementation: checks and normalizes the raw wasm arguments against the
- * function's signature (i32 -> unsigned number, i64 -> unsigned bigint; anything else is
- * EFAULT), and turns every exception but WasiExit into an errno.
+ * The import namespace: for each function, a wrapper that checks and normalizes the raw wasm
+ * arguments against its signature (i32 -> unsigned number, i64 -> unsigned bigint; anything
+ * else is EFAULT), calls the implementation `target()` holds at that moment, and turns every
+ * exception but WasiExit into an errno. Built once per namespace, not per call: a kept
+ * instance's namespace (wasiForwarders) serves every call, each pointing it at its own context.
  */
-function wrap (name: WasiName, impl: (...args: Array<number | bigint>) => number): (...raw: unknown[]) => number {
-  const types = WASI_SIGNATURES[name]
-  // A method of an object literal with a computed key gets its name (for stack traces) as it
-  // is created; setting name and length with Object.defineProperty instead cost 27 µs per
-  // instance (two calls for each of the 46 imports), a third of createWasi.
-  return {
-    [name] (...raw: unknown[]): number {
-      try {
-        const args: Array<number | bigint> = []
-        for (let i = 0; i < types.length; i++) args.push(types[i] === 'i64' ? u64(raw[i]) : u32(raw[i]))
-        return impl(...args)
-      } catch (err) {
-        return toErrno(err)
+function wrapAll (target: () => WasiImports): WasiImports {
+  const imports: Record<string, (...raw: unknown[]) => number> = {}
+  for (const name of Object.keys(WASI_SIGNATURES) as WasiName[]) {
+    const types = WASI_SIGNATURES[name]
+    // A method of an object literal with a computed key gets its name (for stack traces) as it
+    // is created; setting name and length with Object.defineProperty instead cost 27 µs per
+    // namespace (two calls for each of the 46 imports).
+    imports[name] = {
+      [name] (...raw: unknown[]): number {
+        try {
+          const args: Array<number | bigint> = []
+          for (let i = 0; i < types.length; i++) args.push(types[i] === 'i64' ? u64(raw[i]) : u32(raw[i]))
+          return (target()[name] as (...args: Array<number | bigint>) => number)(...args)
+        } catch (err) {
+          return toErrno(err)
+        }
       }
-    }
-  }[name] as (...raw: unknown[]) => number
+    }[name] as (...raw: unknown[]) => number
+  }
+  return Object.freeze(imports) as unknown as WasiImports
+}
+
+/**
+ * The wasi_snapshot_preview1 namespace of an instance that outlives a call: each call points
+ * it at its own WASI context (`bind`), and between calls every function throws.
+ */
+export interface WasiForwarders {
+  readonly namespace: WasiImports
+  bind: (wasi: Wasi) => void
+  unbind: () => void
+}
+
+export function wasiForwarders (): WasiForwarders {
+  let current: WasiImports | undefined
+  const namespace = wrapAll(() => {
+    if (current === undefined) throw new Error('a WASI function called outside a call')
+    return current
+  })
+  return {
+    namespace,
+    bind: (wasi) => { current = wasi.impl },
+    unbind: () => { current = undefined }
+  }
 }
 
 /** Creates a WASI instance for one guest call. Throws (closing what it opened) on bad options. */
@@ -185,13 +216,15 @@ export function createWasi (options: WasiOptions): Wasi {
     deadline: options.deadline
   }
   const impl: WasiImports = { ...fdSyscalls(ctx), ...pathSyscalls(ctx), ...miscSyscalls(ctx) }
-  const imports: Record<string, (...raw: unknown[]) => number> = {}
-  for (const name of Object.keys(WASI_SIGNATURES) as WasiName[]) {
-    imports[name] = wrap(name, impl[name] as (...args: Array<number | bigint>) => number)
-  }
+  // Only a new instance needs a namespace of its own; a kept one forwards to `impl`.
+  let imports: WasiImports | undefined
 
   return {
-    imports: Object.freeze(imports) as unknown as WasiImports,
+    get imports (): WasiImports {
+      imports ??= wrapAll(() => impl)
+      return imports
+    },
+    impl,
     bind (m: MemoryLike): void {
       memory = m
     },
