@@ -1,7 +1,8 @@
 // Host functions for an instance that outlives a call. Imports are bound when an instance is
-// created, but what they act on (a call's WASI context: its stdin, stdout, fds and deadline) is
-// per call: a kept instance imports these forwarders instead, and each call points them at its
-// own functions. Between calls nothing is bound, and a forwarder that is called then throws.
+// created, but what they act on (an Extism call's kernel: its input, output, memory blocks and
+// vars) is per call: a kept instance imports these forwarders instead, and each call points
+// them at its own functions. Between calls nothing is bound, and a forwarder that is called
+// then throws. (WASI has its own, which also checks the arguments: wasi/index.ts wasiForwarders.)
 
 type HostFunction = (...args: unknown[]) => unknown
 
