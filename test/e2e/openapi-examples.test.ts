@@ -385,6 +385,29 @@ test('every request body and every response has examples, and every request exam
   for (const key of Object.keys(NOT_SENT)) expect(cases.map(c => c.key)).toContain(key)
 })
 
+test('responses, media types and examples use only OpenAPI 3.1 fields (a misspelt key would hide an example)', () => {
+  const allowed = (o: Obj, fields: string[], where: string): void => {
+    const extra = Object.keys(o).filter(k => !k.startsWith('x-') && !fields.includes(k))
+    expect([where, extra]).toEqual([where, []])
+  }
+  const EXAMPLE = ['summary', 'description', 'value', 'externalValue', '$ref']
+  const examples = (media: Obj, where: string): void => {
+    allowed(media, ['schema', 'example', 'examples', 'encoding'], where)
+    for (const [name, ex] of Object.entries((media.examples ?? {}) as Obj)) allowed(ex as Obj, EXAMPLE, `${where} example ${name}`)
+  }
+  for (const { id, op } of operations) {
+    allowed(op, ['operationId', 'summary', 'description', 'parameters', 'requestBody', 'responses', 'security', 'tags', 'deprecated'], id)
+    for (const p of (op.parameters ?? []) as Obj[]) allowed(deref(p), ['name', 'in', 'required', 'description', 'schema', 'example', 'examples', 'deprecated', 'style', 'explode'], `${id} parameter`)
+    for (const [mediaType, media] of Object.entries((deref(op.requestBody ?? {}).content ?? {}) as Record<string, Obj>)) examples(media, `${id} request ${mediaType}`)
+    for (const [status, raw] of Object.entries(op.responses as Obj)) {
+      const response = deref(raw)
+      allowed(response, ['description', 'headers', 'content', 'links'], `${id} ${status}`)
+      expect([id, status, typeof response.description]).toEqual([id, status, 'string'])
+      for (const [mediaType, media] of Object.entries((response.content ?? {}) as Record<string, Obj>)) examples(media, `${id} ${status} ${mediaType}`)
+    }
+  }
+})
+
 test('every JSON example is valid against its schema (a request only when it is answered 2xx)', () => {
   for (const c of cases) {
     if (c.mediaType !== 'application/json') continue
