@@ -495,6 +495,7 @@ describe('every example, sent to the real server, gets the documented answer', (
 
 // Stopping PostgreSQL cuts off everyone on it: a cluster of this test's own (TEST_PG_BIN).
 const describeRegistryDown = canRestartPostgres ? describe : describe.skip
+if (!canRestartPostgres && process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but TEST_PG_BIN is not set: the registry-down examples must run')
 if (!canRestartPostgres) console.warn('openapi examples: the registry-down examples need TEST_PG_BIN (a PostgreSQL cluster of their own); skipped')
 describeRegistryDown('the registry-down examples, with the server\'s PostgreSQL registry stopped', () => {
   let cluster: PrivateCluster | undefined
