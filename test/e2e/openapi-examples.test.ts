@@ -1,7 +1,8 @@
 // openapi.yaml as a plugin author learns from it (issue 17): every request and response has a
 // named example, and every response example is sent to the real service (node dist/main.js
 // on 127.0.0.1, undici) with the request it documents, after the state it needs
-// (`x-test-setup`: the plugins, built here from WAT, and a breaker or queue state). The answer
+// (`x-test-setup`: the plugins, built here from WAT, and a breaker, queue, registry or
+// shutdown state). The answer
 // must be the documented one: the status; the documented headers (x-request-id echoed); the
 // body valid against the documented schema (ajv, with the per-code `details` schemas); and a
 // JSON body of the same shape as the example: the same keys, recursively, the same array
@@ -21,8 +22,11 @@ import { parse } from 'yaml'
 import { manifestSchema, parseManifest } from '../../src/registry/manifest'
 import { isServiceError } from '../../src/errors'
 import { multipart, removeDir, tempDir } from '../helpers/build-app'
+import { rawClient } from '../helpers/client'
+import type { RawClient } from '../helpers/client'
 import { fixturesDir, wat, watFixture } from '../helpers/fixtures'
 import { startServer } from '../helpers/http'
+import { connect } from 'node:net'
 import { canRestartPostgres, startPrivateCluster } from '../helpers/postgres'
 import type { PrivateCluster } from '../helpers/postgres'
 import type { RunningServer } from '../helpers/http'
@@ -36,11 +40,6 @@ const spec = parse(readFileSync(resolve(root, 'openapi.yaml'), 'utf8')) as Obj
 
 /** Examples that cannot be produced by this test, each with why (keep this list short). */
 const NOT_SENT: Record<string, string> = {
-  'uploadPlugin 503 shutting-down': 'only while draining after SIGTERM, when the listener is closed and idle connections are cut: no new request reaches it',
-  'replacePlugin 503 shutting-down': 'only while draining after SIGTERM (see uploadPlugin 503 shutting-down)',
-  'deletePlugin 503 shutting-down': 'only while draining after SIGTERM (see uploadPlugin 503 shutting-down)',
-  'executePlugin 503 shutting-down': 'only while draining after SIGTERM (see uploadPlugin 503 shutting-down)',
-  'readiness 503 shutting-down': 'only while loading or draining, when no new request reaches the server',
   'replacePlugin 507 disk-full': 'needs a full disk: a tmpfs mount, root only (test/e2e/disk-full.test.ts)'
 }
 
@@ -101,7 +100,7 @@ interface XRequest {
   contentType?: string
   body?: string
 }
-interface XSetup { plugins?: string[], state?: 'breaker-open' | 'queue-full' | 'registry-down' }
+interface XSetup { plugins?: string[], state?: 'breaker-open' | 'queue-full' | 'registry-down' | 'shutting-down' }
 interface Example { value?: unknown, 'x-request'?: XRequest, 'x-test-setup'?: XSetup, 'x-module'?: string, 'x-oversize'?: keyof typeof LIMITS, 'x-base64'?: string }
 interface Case { key: string, operation: Operation, status: string, response: Obj, mediaType: string | undefined, name: string, example: Example }
 
@@ -354,6 +353,10 @@ function registryDown (c: Case): boolean {
   return c.example['x-test-setup']?.state === 'registry-down'
 }
 
+function shuttingDown (c: Case): boolean {
+  return c.example['x-test-setup']?.state === 'shutting-down'
+}
+
 /** Sends the request of example `c` and checks the answer is the documented one. */
 async function sendCase (c: Case): Promise<void> {
   const requestId = `openapi-${c.key.replace(/\W+/g, '-')}`
@@ -478,7 +481,7 @@ describe('every example, sent to the real server, gets the documented answer', (
     removeDir(server.dataDir)
   })
 
-  const sent = cases.filter(c => NOT_SENT[c.key] === undefined && !registryDown(c))
+  const sent = cases.filter(c => NOT_SENT[c.key] === undefined && !registryDown(c) && !shuttingDown(c))
   test.each(sent.map(c => [c.key, c]))('%s', async (_key, c) => {
     const setup = c.example['x-test-setup'] ?? {}
     await resetTo(setup.plugins ?? [])
@@ -516,5 +519,71 @@ describeRegistryDown('the registry-down examples, with the server\'s PostgreSQL 
   test.each(cases.filter(registryDown).map(c => [c.key, c]))('%s', async (_key, c) => {
     expect(c.example['x-test-setup']?.plugins).toEqual(['echo'])
     await sendCase(c)
+  })
+})
+
+/** Splits a raw HTTP/1.1 answer (content-length body) into status, headers and body. */
+function rawAnswer (raw: Buffer): Answer {
+  const end = raw.indexOf('\r\n\r\n')
+  const [statusLine = '', ...lines] = raw.subarray(0, end).toString('latin1').split('\r\n')
+  const headers: Answer['headers'] = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const length = Number(headers['content-length'] ?? 0)
+  return { status: Number(statusLine.split(' ')[1]), headers, body: raw.subarray(end + 4, end + 4 + length) }
+}
+
+// While the server drains (SIGTERM), a request that arrives on a connection that had begun it
+// before is refused with 503 NOT_READY (new connections are no longer accepted, idle ones are
+// closed). Each example's request is begun on a raw connection (its head but the last line
+// end), the server gets SIGTERM, and once it refuses new connections the requests are ended.
+describe('the shutting-down examples, on a server that drains', () => {
+  const draining = cases.filter(shuttingDown)
+  const clients: RawClient[] = []
+  const answers = new Map<string, Answer>()
+  beforeAll(async () => {
+    await buildModules()
+    server = await startServer(SERVER_ENV)
+    await resetTo(['echo'])
+    const ends: Array<Buffer | undefined> = []
+    for (const c of draining) {
+      const { method, path, headers, body, auth } = buildRequest(c, `openapi-${c.key.replace(/\W+/g, '-')}`)
+      const bytes = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body)
+      const all: Record<string, string> = { host: new URL(server.url).host, ...(auth === 'none' ? {} : { authorization: `Bearer ${TOKENS[auth ?? 'admin']}` }), ...headers }
+      if (bytes !== undefined) all['content-length'] = String(bytes.length)
+      const client = await rawClient(server.url)
+      client.write(`${method} ${path} HTTP/1.1\r\n${Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join('')}`)
+      clients.push(client)
+      ends.push(bytes)
+    }
+    // A round trip after the heads were written: the server has read them by its answer.
+    expect((await send('GET', '/healthz', { auth: 'none' })).status).toBe(200)
+    server.child.kill('SIGTERM')
+    await until('refusing new connections', async () => await new Promise<boolean>(resolve => {
+      const probe = connect(Number(new URL(server.url).port), '127.0.0.1')
+      probe.once('connect', () => { probe.destroy(); resolve(false) })
+      probe.once('error', () => resolve(true))
+    }))
+    for (const [i, client] of clients.entries()) {
+      const bytes: Array<string | Buffer> = ['\r\n', ...(ends[i] !== undefined ? [ends[i] as Buffer] : [])]
+      for (const b of bytes) client.write(b)
+    }
+    for (const [i, client] of clients.entries()) {
+      await client.closed
+      answers.set((draining[i] as Case).key, rawAnswer(Buffer.from(client.received(), 'latin1')))
+    }
+  })
+  afterAll(async () => {
+    for (const client of clients) client.destroy()
+    await server.stop()
+    removeDir(server.dataDir)
+  })
+
+  test.each(draining.map(c => [c.key, c]))('%s', async (_key, c) => {
+    expect(['echo']).toEqual(expect.arrayContaining(c.example['x-test-setup']?.plugins ?? []))
+    const answer = answers.get(c.key) as Answer
+    expect(answerProblem(c, answer, `openapi-${c.key.replace(/\W+/g, '-')}`)).toBeUndefined()
   })
 })
