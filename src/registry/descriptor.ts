@@ -20,7 +20,7 @@ export interface PluginDescriptor {
   abi: Abi
   /**
    * "fresh" (default): a new instance per call, nothing survives a call. "reuse" (opt-in, for
-   * trusted stateless json plugins): each worker keeps one instance per plugin version, replaced
+   * trusted json and extism plugins): each worker keeps one instance per plugin version, replaced
    * after 1000 calls or any failed call. Descriptors stored before this field read as "fresh".
    */
   instance: InstancePolicy
@@ -70,10 +70,11 @@ export function describePlugin (name: string, bytes: Uint8Array, manifest: Manif
     throw serviceError('INVALID_MANIFEST', ['"entry", "config" and "capabilities.http" are for extism-ABI plugins only'])
   }
   const instance = manifest.instance ?? 'fresh'
-  // A kept instance cannot be given a per-call WASI context (stdin, fds, deadline), and a wasi
-  // command's _start runs once per instance: reuse is for plain json plugins only.
-  if (instance === 'reuse' && (inspection.abi !== 'json' || capabilities.wasi !== undefined)) {
-    throw serviceError('INVALID_MANIFEST', ['"instance": "reuse" is only for json-ABI plugins without WASI (capabilities.wasi)'])
+  // A kept instance's WASI would outlive the call it was made for (stdin, fds, deadline), and a
+  // wasi command's _start runs once per instance: reuse is for json and extism plugins without
+  // WASI.
+  if (instance === 'reuse' && (inspection.abi === 'wasi' || capabilities.wasi !== undefined)) {
+    throw serviceError('INVALID_MANIFEST', ['"instance": "reuse" is only for json-ABI and extism-ABI plugins without WASI (capabilities.wasi)'])
   }
   const now = new Date().toISOString()
   const descriptor: PluginDescriptor = {

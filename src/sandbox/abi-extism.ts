@@ -25,11 +25,12 @@ export interface ExtismCall {
 const INITIALISERS = ['_initialize', 'hs_init'] as const
 
 /**
- * Runs one call of an extism plugin on a fresh instance. `memory` is the host-provided guest
+ * Runs one call of an extism plugin on the instance `instantiate` gives (a new one, one reset
+ * to its initial state, or a kept one). `memory` is the host-provided guest
  * memory (counted with the kernel's blocks against spec.memoryBytes); `wasi`, when granted,
  * only ever sees an empty stdin, and what it writes goes to the log.
  */
-export function runExtism (call: ExtismCall, instantiate: (kernel: WebAssembly.Imports) => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined): Uint8Array {
+export function runExtism (call: ExtismCall, instantiate: (kernel: WebAssembly.Imports) => WebAssembly.Instance, memory: WebAssembly.Memory | undefined, wasi: Wasi | undefined, initialise = true): Uint8Array {
   let guestMemory = memory
   const kernel = new ExtismKernel({
     spec: call.spec,
@@ -51,7 +52,8 @@ export function runExtism (call: ExtismCall, instantiate: (kernel: WebAssembly.I
     }
     const main = instance.exports[call.entry]
     if (typeof main !== 'function') throw new GuestError('FUNCTION_NOT_FOUND', `plugin has no exported function '${call.entry}'`)
-    for (const name of INITIALISERS) {
+    // A kept ("reuse") instance runs them on its first call only, as Extism does.
+    for (const name of initialise ? INITIALISERS : []) {
       const init = instance.exports[name]
       // hs_init(argc, argv): GHC accepts 0, NULL, as Extism's runtimes pass.
       if (typeof init === 'function') (init as (...args: number[]) => unknown)(0, 0)

@@ -10,6 +10,8 @@ import { classifyGuestThrow, GuestError } from './guest-error'
 import type { ExtismEffects, ExtismSpec, HttpFunction } from './extism/types'
 import { jsonProblem } from './json-problem'
 import type { MemoryPool, MemorySource } from './memory-pool'
+import { EXTISM_MODULE } from './extism/types'
+import { LateImports } from './late-imports'
 import { createWasi, WasiExit } from './wasi'
 import type { Wasi } from './wasi'
 
@@ -198,6 +200,10 @@ interface Kept {
   memory: WebAssembly.Memory
   shape: { initial: number, maximum: number }
   region: InputRegion
+  /** extism ABI: the kernel namespace, pointed at each call's kernel. */
+  kernel: LateImports | undefined
+  /** extism ABI: whether `_initialize`/`hs_init` ran (on the instance's first call). */
+  initialised: boolean
   calls: number
   /** Bytes counted against the worker's budget while kept. */
   held: number
@@ -205,8 +211,9 @@ interface Kept {
 
 /**
  * The instances of "instance": "reuse" plugins, one per plugin version per worker. For
- * trusted, stateless json plugins only (the registry refuses reuse for the wasi ABI and for
- * plugins granted WASI): state does persist between the calls one instance serves, which is
+ * trusted json and extism plugins without WASI (the registry refuses reuse for the wasi ABI
+ * and for plugins granted WASI): state does persist between the calls one instance serves
+ * (for extism plugins, as in Extism itself, whose kernel is still new for each call), which is
  * the point (no instantiation, no memory recycling per call) and the risk. An instance is
  * replaced after REUSE_MAX_CALLS calls, and after any call that fails, whatever the reason, so
  * a trap never leaves a half-updated instance behind. When it is dropped its memory goes back
@@ -226,18 +233,35 @@ export class ReusedInstances {
 
   /** Runs `call` on the instance kept under `key` (a plugin version), creating it first if needed. */
   run (key: string, call: SandboxCall): SandboxOutput {
-    if (call.abi !== 'json' || call.wasi !== undefined || call.memory === undefined) return runSandboxed(call, this.#pool)
-    if (!isJson(call.input)) throw new GuestError('INVALID_INPUT', `body is not valid JSON: ${jsonProblem(call.input)}`)
+    const extism = call.abi === 'extism' ? call.extism : undefined
+    if ((call.abi !== 'json' && extism === undefined) || call.wasi !== undefined || call.memory === undefined) return runSandboxed(call, this.#pool)
+    if (call.abi === 'json' && !isJson(call.input)) throw new GuestError('INVALID_INPUT', `body is not valid JSON: ${jsonProblem(call.input)}`)
     let kept = this.#kept.get(key)
     try {
       if (kept === undefined) {
-        kept = this.#create(call.module, call.memory)
+        kept = this.#create(call.module, call.memory, extism !== undefined)
       } else {
         this.#kept.delete(key) // re-inserted below: most recently used last
         this.#pool.hold(-kept.held)
         kept.held = 0
       }
-      const output = callEntry(kept.instance.exports, kept.memory, call.entry, call.input, call.outputBytes, kept.region)
+      let output: Uint8Array
+      if (extism !== undefined) {
+        const { instance, kernel } = kept
+        const initialise = !kept.initialised
+        kept.initialised = true
+        try {
+          output = runExtism({ module: call.module, entry: call.entry, input: call.input, outputBytes: call.outputBytes, ...extism }, (extra) => {
+            const functions = extra[EXTISM_MODULE]
+            if (kernel !== undefined && functions !== undefined) kernel.bind(functions as Record<string, (...args: unknown[]) => unknown>)
+            return instance
+          }, kept.memory, undefined, initialise)
+        } finally {
+          kernel?.unbind()
+        }
+      } else {
+        output = callEntry(kept.instance.exports, kept.memory, call.entry, call.input, call.outputBytes, kept.region)
+      }
       if (++kept.calls < this.#maxCalls) this.#keep(key, kept); else this.#drop(kept)
       return { output, stderr: undefined }
     } catch (err) {
@@ -251,18 +275,24 @@ export class ReusedInstances {
     return this.#kept.size
   }
 
-  #create (module: WebAssembly.Module, shape: { initial: number, maximum: number }): Kept {
+  #create (module: WebAssembly.Module, shape: { initial: number, maximum: number }, extism: boolean): Kept {
     const memory = this.#pool.acquire(shape.initial, shape.maximum)
+    const imports: WebAssembly.Imports = { host: { memory } }
+    // An extism plugin imports the kernel: forwarders each call points at its own kernel.
+    const kernelNames = extism ? WebAssembly.Module.imports(module).filter(i => i.module === EXTISM_MODULE && i.kind === 'function').map(i => i.name) : []
+    const kernel = kernelNames.length > 0 ? new LateImports(kernelNames) : undefined
+    if (kernel !== undefined) imports[EXTISM_MODULE] = kernel.namespace
     let instance: WebAssembly.Instance
     try {
-      instance = new WebAssembly.Instance(module, { host: { memory } })
+      instance = new WebAssembly.Instance(module, imports)
+      // An extism plugin's initialisers run in its first call, where the kernel is bound.
       const init = instance.exports._initialize
-      if (typeof init === 'function') (init as () => void)()
+      if (!extism && typeof init === 'function') (init as () => void)()
     } catch (err) {
       this.#pool.release(memory, shape.initial, shape.maximum)
       throw err
     }
-    return { instance, memory, shape, region: { ptr: 0, capacity: 0 }, calls: 0, held: 0 }
+    return { instance, memory, shape, region: { ptr: 0, capacity: 0 }, kernel, initialised: false, calls: 0, held: 0 }
   }
 
   #keep (key: string, kept: Kept): void {

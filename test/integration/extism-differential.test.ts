@@ -9,7 +9,7 @@ import { buildApp } from '../../src/app'
 import { loadConfig } from '../../src/config'
 import { removeDir, tempDir, uploadBody } from '../helpers/build-app'
 import { asPdkSource, watFixture } from '../helpers/fixtures'
-import { countVowels, kitchen } from '../fixtures/extism/as-plugins'
+import { countVowels, globalState, kitchen } from '../fixtures/extism/as-plugins'
 import { sdkPlugin, viaSdk, viaService } from '../helpers/extism-diff'
 import type { LogLine, Outcome } from '../helpers/extism-diff'
 import type { FastifyInstance } from 'fastify'
@@ -51,8 +51,8 @@ type Case = [fn: string, input: string, note?: string]
  * outcome on each side instead of equality.
  */
 async function differential (name: string, wasm: Buffer, config: Record<string, string>, cases: Case[],
-  differences: Record<string, { service: Outcome, sdk: Outcome }> = {}): Promise<void> {
-  await upload(name, wasm, { config })
+  differences: Record<string, { service: Outcome, sdk: Outcome }> = {}, manifest: Record<string, unknown> = {}): Promise<void> {
+  await upload(name, wasm, { config, ...manifest })
   const { plugin, logs } = await sdkPlugin(wasm, config)
   try {
     for (const [fn, input] of cases) {
@@ -189,4 +189,30 @@ test('examples/as-extism: the AssemblyScript example (config, a var across calls
   const wasm = example('as-extism')
   if (wasm === undefined) return
   await differential('as-extism', wasm, { vowels: 'aeiouy' }, vowelCases)
+})
+
+test('"instance": "reuse": state in the plugin\'s own globals and memory carries over between calls, as in Extism (which keeps one instance per plugin)', async () => {
+  // One worker thread here: a kept instance is per thread, and the SDK has one.
+  const wasm = asPdkSource(globalState)
+  const saved = app
+  const dir = tempDir('wph-extism-reuse-')
+  app = await buildApp(loadConfig({ WORKERS: '1', DATA_DIR: dir, PLUGIN_LOG_LEVEL: 'trace' }), {
+    logger: { level: 'trace', stream: { write: (line: string) => { serviceLogs.push(JSON.parse(line)) } } }
+  })
+  try {
+    const ticks: Case[] = [['tick', 'a'], ['tick', 'bb'], ['tick', ''], ['tick', 'hello world'], ['tick', 'z'.repeat(300)]]
+    await differential('as-state-reuse', wasm, {}, ticks, {}, { instance: 'reuse' })
+    // The default, "fresh": every call starts from the initial state (DESIGN.md's deliberate
+    // difference from Extism), so the counter never passes 1.
+    await upload('as-state-fresh', wasm, { instance: 'fresh' })
+    for (const input of ['a', 'bb', 'c']) expect(await viaService(app, 'as-state-fresh', 'tick', Buffer.from(input))).toEqual({ ok: true, output: hex(`1 ${input};`) })
+    // A failed call drops the kept instance (nothing half-updated survives): the next call
+    // starts again from 1, where Extism's instance goes on counting.
+    expect(await viaService(app, 'as-state-reuse', 'fail', Buffer.from(''))).toEqual({ ok: false, kind: 'PLUGIN_ERROR', message: 'failed at call 6' })
+    expect(await viaService(app, 'as-state-reuse', 'tick', Buffer.from('x'))).toEqual({ ok: true, output: hex('1 x;') })
+  } finally {
+    await app.close()
+    app = saved
+    removeDir(dir)
+  }
 })
