@@ -200,6 +200,9 @@ int main(void) { while (access("/data/go", F_OK) != 0) {} fputs("${tag}", stdout
     const next = await execute(A().server.url, 'inflight', {})
     expect(next.status).toBe(200)
     expect(next.text).toBe('v2')
+    // Gone everywhere: on B and C (no `go` file there) it would wait out its deadline.
+    expect((await send(`${A().server.url}/plugins/inflight`, 'DELETE')).status).toBe(204)
+    for (const r of replicas) await eventually('deleted everywhere', async () => await served(r, 'inflight') === undefined)
   })
 
   test('a replica SIGKILLed during a stream of writes and restarted serves exactly what the others list', async () => {
