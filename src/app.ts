@@ -146,6 +146,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     pluginConcurrency: config.pluginConcurrency,
     breakerThreshold: config.breakerThreshold,
     breakerCooldownMs: config.breakerCooldownMs,
+    idleReleaseMs: config.idleReleaseMs,
     ...(options.workerFile !== undefined ? { workerFile: options.workerFile } : {})
   }, { onTermination: metrics.terminated, onQueueWait: metrics.queueWait })
   // Extism plugins' outbound HTTP: workers post requests on this app's own channel.

@@ -33,6 +33,8 @@ export interface Config {
   readonly pluginConcurrency: number
   readonly breakerThreshold: number
   readonly breakerCooldownMs: number
+  /** Idle time after which worker threads give back the memory they keep between calls; 0: never. */
+  readonly idleReleaseMs: number
   readonly maxPlugins: number
   readonly moduleCacheBytes: number
   readonly volumes: ReadonlyMap<string, Volume>
@@ -79,6 +81,7 @@ const envSchema = {
     PLUGIN_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 100_000, default: 64 },
     BREAKER_THRESHOLD: { type: 'integer', minimum: 0, maximum: 1000, default: 3 },
     BREAKER_COOLDOWN_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000 },
+    IDLE_RELEASE_MS: { type: 'integer', minimum: 0, maximum: 86_400_000, default: 30_000 },
     MAX_PLUGINS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000 },
     MODULE_CACHE_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * MiB, default: 256 * MiB },
     VOLUMES: { type: 'string', default: '' },
@@ -189,6 +192,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, overrides: Par
     pluginConcurrency: num('PLUGIN_CONCURRENCY'),
     breakerThreshold: num('BREAKER_THRESHOLD'),
     breakerCooldownMs: num('BREAKER_COOLDOWN_MS'),
+    idleReleaseMs: num('IDLE_RELEASE_MS'),
     maxPlugins: num('MAX_PLUGINS'),
     moduleCacheBytes: num('MODULE_CACHE_BYTES'),
     volumes: parseVolumes(str('VOLUMES')),

@@ -270,6 +270,12 @@ export class ReusedInstances {
     }
   }
 
+  /** Lets go of every kept instance and its memory (released on idle). */
+  clear (): void {
+    for (const kept of this.#kept.values()) { this.#pool.hold(-kept.held); kept.held = 0 }
+    this.#kept.clear()
+  }
+
   /** Instances kept right now (for tests). */
   get size (): number {
     return this.#kept.size

@@ -99,6 +99,11 @@ export class MemoryPool implements MemorySource {
     }
   }
 
+  /** Drops every free memory (released on idle; what kept instances hold is theirs to let go). */
+  clear (): void {
+    for (const key of [...this.#shapes.keys()]) this.#dropShape(key)
+  }
+
   /** Everything this worker keeps: free memories and what kept instances hold. */
   get bytes (): number {
     return this.#freeBytes + this.#heldBytes

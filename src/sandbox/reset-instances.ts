@@ -87,6 +87,12 @@ export class ResetInstances {
     }
   }
 
+  /** Lets go of every kept instance and its memory (released on idle). */
+  clear (): void {
+    for (const kept of this.#kept.values()) this.#pool.hold(-kept.bytes)
+    this.#kept.clear()
+  }
+
   /** Instances kept right now (for tests). */
   get size (): number {
     return this.#kept.size

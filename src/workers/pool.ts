@@ -13,7 +13,7 @@ import { resolve } from 'node:path'
 import { Piscina, queueOptionsSymbol } from 'piscina'
 import { internalError, isServiceError, serviceError } from '../errors'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, startedAtMs, STATE_CANCELLED, STATE_KILLED, STATE_QUEUED, STATE_RUNNING } from './protocol'
-import type { ExecuteResult, ExecuteTask } from './protocol'
+import type { ExecuteResult, ExecuteTask, KeptReport } from './protocol'
 import type { ExtismEffects } from '../sandbox/extism/types'
 import { Breaker } from './breaker'
 import { FairQueue } from './fair-queue'
@@ -37,6 +37,8 @@ type Placeable = ExecuteTask & { [queueOptionsSymbol]: Int32Array }
 
 /** The worker export that suspected runaways are posted to (see worker.ts). */
 const SUSPECT_HANDLER = 'suspect'
+/** The worker export that lets go of what a thread keeps (see worker.ts trim). */
+const TRIM_HANDLER = 'trim'
 
 /** A thread whose call has run this long gets no more tasks queued behind it. */
 const STALLED_MS = 10
@@ -52,6 +54,11 @@ export interface PoolOptions {
   /** Deadline kills in a row that open a plugin's breaker (0: no breaker). */
   breakerThreshold?: number
   breakerCooldownMs?: number
+  /**
+   * After this long without a call, threads let go of what they keep between calls (free
+   * memories, kept instances) and the memory goes back to the OS. 0: never.
+   */
+  idleReleaseMs?: number
   workerFile?: string
 }
 
@@ -93,6 +100,9 @@ export class WorkerPool {
   readonly #killing = new Set<Promise<void>>()
   /** Threads given a suspected runaway's call, until the balancer finds them idle again. */
   readonly #suspectThreads = new Set<number>()
+  /** Calls admitted so far; the idle check compares it between its rounds. */
+  #calls = 0
+  #idleTimer: NodeJS.Timeout | undefined
   #closed = false
 
   constructor (options: PoolOptions, events: PoolEvents = {}) {
@@ -111,6 +121,11 @@ export class WorkerPool {
       // piscina's default balancer would queue a task behind a long call on a busy thread
       // while another thread is still starting; this one never does (see #pickThread).
       loadBalancer: (task, workers) => {
+        // A trim goes to the thread it is for (or, if that one is gone, to any idle one).
+        if (task.name === TRIM_HANDLER) {
+          const target = (task[queueOptionsSymbol] as { trim?: number } | null)?.trim
+          return workers.find(w => w.id === target) ?? workers.find(w => w.currentUsage === 0) ?? null
+        }
         const queued = task[queueOptionsSymbol]
         const control = queued instanceof Int32Array ? queued : undefined
         // Cancelled while in piscina's queue (moved, or timed out): piscina cannot drop it, so
@@ -143,6 +158,30 @@ export class WorkerPool {
       onQueueWait: events.onQueueWait,
       onKill: () => events.onTermination?.('deadline')
     }
+    const idleMs = options.idleReleaseMs ?? 0
+    if (idleMs > 0) this.#watchIdle(idleMs)
+  }
+
+  /**
+   * Every idleMs / 2: when no call was admitted since the last round (and none runs), each
+   * thread that reported kept bytes is told to let go of them. Nothing per call but a count:
+   * an idle thread blocks in piscina's Atomics.wait and cannot notice idleness itself.
+   */
+  #watchIdle (idleMs: number): void {
+    let seen = -1
+    let quietRounds = 0
+    this.#idleTimer = setInterval(() => {
+      if (this.#calls !== seen || this.#dispatched.size > 0) { seen = this.#calls; quietRounds = 0; return }
+      if (++quietRounds < 2) return
+      for (const t of this.#piscina.threads) {
+        if ((this.#keptBytes.get(t.threadId) ?? 0) === 0) continue
+        this.#keptBytes.set(t.threadId, 0) // asked once per idle spell; a call's report resets it
+        const task = { [queueOptionsSymbol]: { trim: t.threadId } }
+        const trimmed = this.#piscina.run(task, { name: TRIM_HANDLER }) as Promise<KeptReport>
+        trimmed.then(r => { this.#keptBytes.set(r.thread, r.bytes) }, () => {})
+      }
+    }, Math.max(1, Math.floor(idleMs / 2)))
+    this.#idleTimer.unref()
   }
 
   get threads (): number {
@@ -204,6 +243,7 @@ export class WorkerPool {
         throw serviceError('OVERLOADED', ['the execution queue is full'], { retryAfterSeconds: 1 })
       }
       this.#inFlight.set(plugin, running + 1)
+      this.#calls++
       try {
         const enqueued = clockMs()
         // A plugin killed at its deadline since its last success may hold all threads but
@@ -346,6 +386,7 @@ export class WorkerPool {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    if (this.#idleTimer !== undefined) clearInterval(this.#idleTimer)
     // piscina's close() waits for each thread to report a finished task; a thread we terminate
     // meanwhile never does, and close() would sit out its 30 s timeout. So calls in flight
     // finish (each is bounded by its deadline) and killed threads are gone first.

@@ -1,6 +1,8 @@
 // The piscina worker entry: a plain function of its task that never throws. A worker owns the
 // instances it runs; the main thread never touches guest memory. Runaway guest code is not
 // interrupted here: the pool terminates this thread from outside when the deadline passes.
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { threadId } from 'node:worker_threads'
 // The one piscina import besides pool.ts: piscina transfers a result's buffer (rather than
 // cloning it) only when the result is marked with its private "movable" symbol, through move().
@@ -18,7 +20,7 @@ import { httpOverBridge } from './http-bridge'
 import { lowerThreadPriority } from './thread-priority'
 import type { SchemaValidators } from './validators'
 import { clockMs, CONTROL_STATE, CONTROL_THREAD, markStarted, STATE_DONE, STATE_QUEUED, STATE_RUNNING } from './protocol'
-import type { ExecuteResult, ExecuteTask } from './protocol'
+import type { ExecuteResult, ExecuteTask, KeptReport } from './protocol'
 
 lowerThreadPriority()
 
@@ -81,6 +83,39 @@ export default async function execute (task: ExecuteTask): Promise<WorkerReply> 
  * this name, so its balancer can tell them apart and give them only an idle thread.
  */
 export const suspect = execute
+
+/**
+ * Released on idle: the pool posts this to a thread that kept memory and has had no call for
+ * a while. Everything kept goes (free memories, reset and reused instances), then a garbage
+ * collection, without which an idle thread (it allocates nothing) would hold the dropped
+ * memories' pages until its next calls.
+ */
+export async function trim (): Promise<KeptReport> {
+  const before = previous
+  let finished: () => void = () => {}
+  previous = new Promise(resolve => { finished = resolve })
+  try {
+    await before
+    resets.clear()
+    reused.clear()
+    memories.clear()
+    collectGarbage()
+    return { thread: threadId, bytes: memories.bytes }
+  } finally {
+    finished()
+  }
+}
+
+let gc: (() => void) | undefined
+function collectGarbage (): void {
+  if (gc === undefined) {
+    // V8's gc() without starting the process with --expose-gc: the flag set now applies to
+    // contexts made after it, and a new one hands the function out.
+    setFlagsFromString('--expose-gc')
+    gc = runInNewContext('gc') as () => void
+  }
+  gc()
+}
 
 function run (task: ExecuteTask): WorkerReply {
   const control = new Int32Array(task.control)

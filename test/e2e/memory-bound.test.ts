@@ -67,3 +67,39 @@ test('8 plugins of distinct ~256 MiB memories, 2 calls each: RSS stays bounded, 
   // Each thread keeps at most its budget (64 MiB): none of these memories fits, none is kept.
   expect(await metric(url, 'worker_kept_bytes')).toBeLessThanOrEqual(2 * 64 * MiB)
 }, 600_000)
+
+test('released on idle: after IDLE_RELEASE_MS without a call the threads keep nothing, and the pages go back to the OS', async () => {
+  server = await startServer({ WORKERS: '2', IDLE_RELEASE_MS: '1000', MAX_MEMORY_BYTES: String(64 * MiB) })
+  const url = server.url
+  // 48 MiB memories: within the 64 MiB a thread may keep, so after a call each is kept.
+  const form = new FormData()
+  form.append('module', new Blob([new Uint8Array(await bigEcho(768))], { type: 'application/wasm' }), 'kept.wasm')
+  form.append('manifest', JSON.stringify({ name: 'kept', limits: { memoryBytes: 48 * MiB } }))
+  const up = await request(`${url}/plugins`, { method: 'POST', body: form })
+  expect(up.statusCode).toBe(201)
+  await up.body.dump()
+  const idleRss = await metric(url, 'process_resident_memory_bytes')
+  // Calls keep coming (more often than the idle check) until both threads keep a memory.
+  const t0 = Date.now()
+  while (await metric(url, 'worker_kept_bytes') < 2 * 48 * MiB) {
+    await Promise.all([0, 1, 2, 3].map(async () => {
+      const res = await request(`${url}/plugins/kept/execute`, { method: 'POST', body: '[1]', headers: { 'content-type': 'application/json' } })
+      expect(await res.body.text()).toBe('[1]')
+    }))
+    if (Date.now() - t0 > 30_000) throw new Error('the threads never kept both memories')
+  }
+  const busyRss = await metric(url, 'process_resident_memory_bytes')
+  // Then nothing: within a few idle checks, everything kept is let go.
+  const t1 = Date.now()
+  while (await metric(url, 'worker_kept_bytes') > 0) {
+    if (Date.now() - t1 > 20_000) throw new Error('kept bytes never went back to 0')
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  await new Promise(resolve => setTimeout(resolve, 500))
+  const releasedRss = await metric(url, 'process_resident_memory_bytes')
+  console.log(`memory-bound (idle release): RSS ${(idleRss / MiB).toFixed(0)} MiB before the calls, ${(busyRss / MiB).toFixed(0)} MiB with 2 x 48 MiB kept, ${(releasedRss / MiB).toFixed(0)} MiB after the release`)
+  expect(busyRss - releasedRss).toBeGreaterThan(64 * MiB)
+  // and the plugin still runs (a new memory)
+  const res = await request(`${url}/plugins/kept/execute`, { method: 'POST', body: '[2]', headers: { 'content-type': 'application/json' } })
+  expect(await res.body.text()).toBe('[2]')
+}, 120_000)
