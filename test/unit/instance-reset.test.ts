@@ -193,6 +193,34 @@ function extismCall (p: Plugin, entry: string, input: string): SandboxCall {
   return { ...call(p, entry, input), extism: { spec, effects: emptyEffects(), http: undefined } }
 }
 
+/**
+ * Random sequences of `ops` (JSON string inputs) answer on reset instances as on new ones, and
+ * after each, `probe` sees exactly what it sees on a new instance. The reset path was taken: an
+ * instance is made again only after a call grew memory or a table (they cannot shrink).
+ */
+function resetMatchesNew (ops: readonly string[], run: (op: string, input: string) => SandboxCall, probe: () => SandboxCall): void {
+  const fresh = new MemoryPool()
+  const baseline = outcome(() => runSandboxed(probe(), fresh))
+  expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
+  let key = 0
+  fc.assert(fc.property(
+    fc.array(fc.record({ op: fc.constantFrom(...ops), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
+    (calls) => {
+      const resets = new ResetInstances(new MemoryPool())
+      const k = `plugin-${key++}`
+      for (const { op, text } of calls) {
+        const input = JSON.stringify(text)
+        const expected = outcome(() => runSandboxed(run(op, input), fresh))
+        expect(outcome(() => resets.run(k, run(op, input)))).toBe(expected)
+        expect(outcome(() => resets.run(k, probe()))).toBe(baseline)
+      }
+      const grew = calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length
+      expect(resets.stats.created).toBe(1 + grew)
+      expect(resets.stats.dropped).toBe(grew)
+    }
+  ), { numRuns: 60 })
+}
+
 describe('reset instances against new instances', () => {
   let json: Awaited<ReturnType<typeof load>>
   let wasi: Awaited<ReturnType<typeof load>>
@@ -202,29 +230,7 @@ describe('reset instances against new instances', () => {
   })
 
   test('json: random sequences of calls answer the same, and every call starts from the initial state', () => {
-    const fresh = new MemoryPool()
-    const baseline = outcome(() => runSandboxed(call(json, 'observe', '"probe"'), fresh))
-    expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
-    let key = 0
-    fc.assert(fc.property(
-      fc.array(fc.record({ op: fc.constantFrom(...JSON_OPS), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
-      (calls) => {
-        const resets = new ResetInstances(new MemoryPool())
-        const k = `plugin-${key++}`
-        for (const { op, text } of calls) {
-          const input = JSON.stringify(text)
-          const expected = outcome(() => runSandboxed(call(json, op, input), fresh))
-          expect(outcome(() => resets.run(k, call(json, op, input)))).toBe(expected)
-          // What the next call sees: exactly what a new instance sees.
-          expect(outcome(() => resets.run(k, call(json, 'observe', '"probe"')))).toBe(baseline)
-        }
-        // The reset path was taken: an instance is made again only after a call grew memory
-        // or a table (they cannot shrink).
-        const grew = calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length
-        expect(resets.stats.created).toBe(1 + grew)
-        expect(resets.stats.dropped).toBe(grew)
-      }
-    ), { numRuns: 60 })
+    resetMatchesNew(JSON_OPS, (op, input) => call(json, op, input), () => call(json, 'observe', '"probe"'))
   })
 
   test('wasi: random sequences of calls (writes, grow, trap, proc_exit 0 and 3) answer the same, from the initial state', () => {
@@ -251,24 +257,7 @@ describe('reset instances against new instances', () => {
     const ext = await load(await stateExtism())
     expect(ext.abi).toBe('extism')
     expect(ext.plan).toEqual({ mode: 'reset' })
-    const fresh = new MemoryPool()
-    const baseline = outcome(() => runSandboxed(extismCall(ext, 'x_observe', '"probe"'), fresh))
-    expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
-    let key = 0
-    fc.assert(fc.property(
-      fc.array(fc.record({ op: fc.constantFrom(...EXTISM_OPS), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
-      (calls) => {
-        const resets = new ResetInstances(new MemoryPool())
-        const k = `extism-${key++}`
-        for (const { op, text } of calls) {
-          const input = JSON.stringify(text)
-          const expected = outcome(() => runSandboxed(extismCall(ext, `x_${op}`, input), fresh))
-          expect(outcome(() => resets.run(k, extismCall(ext, `x_${op}`, input)))).toBe(expected)
-          expect(outcome(() => resets.run(k, extismCall(ext, 'x_observe', '"probe"')))).toBe(baseline)
-        }
-        expect(resets.stats.created).toBe(1 + calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length)
-      }
-    ), { numRuns: 60 })
+    resetMatchesNew(EXTISM_OPS, (op, input) => extismCall(ext, `x_${op}`, input), () => extismCall(ext, 'x_observe', '"probe"'))
   })
 
   test('each call gets its own WASI context on a kept instance: stdin, stdout and exit code are per call', () => {
