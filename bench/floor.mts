@@ -12,12 +12,15 @@ const Fastify = require('fastify') as typeof import('fastify').default
 const { Piscina } = require('piscina') as typeof import('piscina')
 
 const workers = Number(process.env.WORKERS ?? availableParallelism())
-// The service's piscina settings (src/workers/pool.ts), so the hop costs the same.
+// The service's piscina settings (src/workers/pool.ts), so the hop costs the same;
+// bench/piscina-options.mts varies two of them (FLOOR_ATOMICS, FLOOR_TASKS).
+const atomics = (process.env.FLOOR_ATOMICS ?? 'sync') as 'sync' | 'async' | 'disabled'
 const pool = new Piscina({
   filename: join(import.meta.dirname, 'floor-worker.mjs'),
   minThreads: workers,
   maxThreads: workers,
-  concurrentTasksPerWorker: 4,
+  atomics,
+  concurrentTasksPerWorker: Number(process.env.FLOOR_TASKS ?? 4),
   idleTimeout: Number.MAX_SAFE_INTEGER,
   recordTiming: false
 })
