@@ -251,11 +251,8 @@ export class ReusedInstances {
         const initialise = !kept.initialised
         kept.initialised = true
         try {
-          output = runExtism({ module: call.module, entry: call.entry, input: call.input, outputBytes: call.outputBytes, ...extism }, (extra) => {
-            const functions = extra[EXTISM_MODULE]
-            if (kernel !== undefined && functions !== undefined) kernel.bind(functions as Record<string, (...args: unknown[]) => unknown>)
-            return instance
-          }, kept.memory, undefined, initialise)
+          output = runExtism({ module: call.module, entry: call.entry, input: call.input, outputBytes: call.outputBytes, ...extism },
+            (extra) => { kernel?.bindFrom(extra); return instance }, kept.memory, undefined, initialise)
         } finally {
           kernel?.unbind()
         }
@@ -285,9 +282,8 @@ export class ReusedInstances {
     const memory = this.#pool.acquire(shape.initial, shape.maximum)
     const imports: WebAssembly.Imports = { host: { memory } }
     // An extism plugin imports the kernel: forwarders each call points at its own kernel.
-    const kernelNames = extism ? WebAssembly.Module.imports(module).filter(i => i.module === EXTISM_MODULE && i.kind === 'function').map(i => i.name) : []
-    const kernel = kernelNames.length > 0 ? new LateImports(kernelNames) : undefined
-    if (kernel !== undefined) imports[EXTISM_MODULE] = kernel.namespace
+    const kernel = extism ? LateImports.of(module, EXTISM_MODULE) : undefined
+    if (kernel !== undefined) imports[kernel.module] = kernel.namespace
     let instance: WebAssembly.Instance
     try {
       instance = new WebAssembly.Instance(module, imports)

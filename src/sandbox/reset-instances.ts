@@ -71,12 +71,8 @@ export class ResetInstances {
       wasi = createCallWasi(call, kept.memory)
       if (wasi !== undefined) kept.wasi?.bind(wasi)
       const { instance, kernel } = kept
-      return runOn(call, (extra) => {
-        // runExtism makes the call's kernel and hands its functions over here.
-        const functions = extra?.[EXTISM_MODULE]
-        if (kernel !== undefined && functions !== undefined) kernel.bind(functions as Record<string, (...args: unknown[]) => unknown>)
-        return instance
-      }, kept.memory, wasi)
+      // runExtism makes the call's kernel and hands its functions over here.
+      return runOn(call, (extra) => { kernel?.bindFrom(extra); return instance }, kept.memory, wasi)
     } catch (err) {
       throw guestFailure(err, call, wasi)
     } finally {
@@ -110,9 +106,8 @@ export class ResetInstances {
     const late = call.wasi !== undefined || call.abi === 'wasi' ? wasiForwarders() : undefined
     if (late !== undefined) imports.wasi_snapshot_preview1 = late.namespace as unknown as WebAssembly.ModuleImports
     // Only the kernel functions the module imports (capabilities.ts checked their types).
-    const kernelNames = call.abi === 'extism' ? WebAssembly.Module.imports(call.module).filter(i => i.module === EXTISM_MODULE && i.kind === 'function').map(i => i.name) : []
-    const kernel = kernelNames.length > 0 ? new LateImports(kernelNames) : undefined
-    if (kernel !== undefined) imports[EXTISM_MODULE] = kernel.namespace
+    const kernel = call.abi === 'extism' ? LateImports.of(call.module, EXTISM_MODULE) : undefined
+    if (kernel !== undefined) imports[kernel.module] = kernel.namespace
     let instance: WebAssembly.Instance
     try {
       instance = new WebAssembly.Instance(call.module, imports)
