@@ -65,17 +65,25 @@ let previous: Promise<void> = Promise.resolve()
  */
 const POST_TURNS = 3
 
-export default async function execute (task: ExecuteTask): Promise<WorkerReply> {
+/**
+ * Runs `handler(arg)` when the handler of the task before it has returned, and POST_TURNS
+ * microtask turns later: every task of this thread, calls and trims alike, goes through here.
+ */
+async function inTurn<A, R> (handler: (arg: A) => R, arg: A): Promise<R> {
   const before = previous
   let finished: () => void = () => {}
   previous = new Promise(resolve => { finished = resolve })
   try {
     await before
     for (let i = 0; i < POST_TURNS; i++) await undefined
-    return run(task)
+    return handler(arg)
   } finally {
     finished()
   }
+}
+
+export default function execute (task: ExecuteTask): Promise<WorkerReply> {
+  return inTurn(run, task)
 }
 
 /**
@@ -90,20 +98,16 @@ export const suspect = execute
  * collection, without which an idle thread (it allocates nothing) would hold the dropped
  * memories' pages until its next calls.
  */
-export async function trim (): Promise<KeptReport> {
-  const before = previous
-  let finished: () => void = () => {}
-  previous = new Promise(resolve => { finished = resolve })
-  try {
-    await before
-    resets.clear()
-    reused.clear()
-    memories.clear()
-    collectGarbage()
-    return { thread: threadId, bytes: memories.bytes }
-  } finally {
-    finished()
-  }
+export function trim (): Promise<KeptReport> {
+  return inTurn(letGo, undefined)
+}
+
+function letGo (): KeptReport {
+  resets.clear()
+  reused.clear()
+  memories.clear()
+  collectGarbage()
+  return { thread: threadId, bytes: memories.bytes }
 }
 
 let gc: (() => void) | undefined
