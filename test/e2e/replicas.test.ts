@@ -20,6 +20,13 @@ const ENV = { WORKERS: '1', LOG_LEVEL: 'warn' }
 
 interface Replica { server: RunningServer, dataDir: string }
 
+/** A replica of the service on the registry at `url`. */
+async function startReplica (url: string, dataDir = tempDir('wph-replica-')): Promise<Replica> {
+  // Three node processes starting at once on a busy 2-core machine (the suite runs two test
+  // files in parallel) may need more than the helper's usual 15 s.
+  return { server: await startServer({ ...ENV, REGISTRY_URL: url }, dataDir, 60_000), dataDir }
+}
+
 const withVolume = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> =>
   ({ name, capabilities: { wasi: { preopens: [{ guest: '/data', volume: '@plugin', mode: 'rw' }] } }, ...extra })
 
@@ -89,11 +96,7 @@ describePostgres('many replicas, one PostgreSQL registry', () => {
   let echo: Buffer
   const delays: number[] = []
 
-  async function start (dataDir = tempDir('wph-replica-')): Promise<Replica> {
-    // Three node processes starting at once on a busy 2-core machine (the suite runs two test
-    // files in parallel) may need more than the helper's usual 15 s.
-    return { server: await startServer({ ...ENV, REGISTRY_URL: url }, dataDir, 60_000), dataDir }
-  }
+  const start = async (dataDir?: string): Promise<Replica> => startReplica(url, dataDir)
 
   beforeAll(async () => {
     echo = await watFixture('echo')
@@ -279,10 +282,7 @@ describeRestart('many replicas, PostgreSQL itself restarted', () => {
   beforeAll(async () => {
     echo = await watFixture('echo')
     cluster = await startPrivateCluster()
-    replicas = await Promise.all([0, 1, 2].map(async () => {
-      const dataDir = tempDir('wph-replica-')
-      return { server: await startServer({ ...ENV, REGISTRY_URL: cluster.url }, dataDir, 60_000), dataDir }
-    }))
+    replicas = await Promise.all([0, 1, 2].map(async () => startReplica(cluster.url)))
   })
 
   afterAll(async () => {

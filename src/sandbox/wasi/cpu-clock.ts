@@ -1,10 +1,11 @@
 // The CPU-time clocks a guest reads (PROCESS_CPUTIME_ID, THREAD_CPUTIME_ID). Both count the
-// CPU time of the call itself, on the thread that runs it, from the guest's first read of
-// either (which reads 0): reading the thread's CPU time when every call's WASI context was
-// made cost ~7 µs a call, a sixth of a Rust plugin's call on a reset instance, for a clock
-// few guests read. Only differences between readings mean anything to a guest. The process's CPU time moved with every other plugin's calls (and the worker
-// thread's, with the calls it ran before), which told a plugin what the others were doing
-// (security issue 16). For a guest, its call is its whole process.
+// CPU time of the call itself, on the thread that runs it. The process's CPU time moved with
+// every other plugin's calls (and the worker thread's, with the calls it ran before), which
+// told a plugin what the others were doing (security issue 16). For a guest, its call is its
+// whole process. They start at the guest's first read of either (which reads 0), not when the
+// call's WASI context is made: reading the thread's CPU time for every context cost ~7 µs a
+// call, a sixth of a Rust plugin's call on a reset instance, for a clock few guests read, and
+// only differences between readings mean anything to a guest.
 
 /** CPU time the calling thread has used, in ns. */
 function threadCpuNs (): bigint {
