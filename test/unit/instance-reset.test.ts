@@ -193,28 +193,39 @@ function extismCall (p: Plugin, entry: string, input: string): SandboxCall {
   return { ...call(p, entry, input), extism: { spec, effects: emptyEffects(), http: undefined } }
 }
 
+interface Differential {
+  ops: readonly string[]
+  /** The call an op makes with a random text. */
+  run: (op: string, text: string) => SandboxCall
+  /** A call that only reports the state it found, and what it answers on a new instance. */
+  probe: () => SandboxCall
+  baseline: RegExp
+  /** The ops that grow memory or a table. */
+  grows: readonly string[]
+  maxLength: number
+}
+
 /**
- * Random sequences of `ops` (JSON string inputs) answer on reset instances as on new ones, and
- * after each, `probe` sees exactly what it sees on a new instance. The reset path was taken: an
- * instance is made again only after a call grew memory or a table (they cannot shrink).
+ * Random sequences of `ops` answer on reset instances as on new ones, and after each, `probe`
+ * sees exactly what it sees on a new instance. The reset path was taken: an instance is made
+ * again only after a call grew memory or a table (they cannot shrink).
  */
-function resetMatchesNew (ops: readonly string[], run: (op: string, input: string) => SandboxCall, probe: () => SandboxCall): void {
+function resetMatchesNew ({ ops, run, probe, baseline: pattern, grows, maxLength }: Differential): void {
   const fresh = new MemoryPool()
   const baseline = outcome(() => runSandboxed(probe(), fresh))
-  expect(baseline).toMatch(/^ok "[0-9a-f]{16}"$/)
+  expect(baseline).toMatch(pattern)
   let key = 0
   fc.assert(fc.property(
-    fc.array(fc.record({ op: fc.constantFrom(...ops), text: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 12 }),
+    fc.array(fc.record({ op: fc.constantFrom(...ops), text: fc.string({ maxLength }) }), { minLength: 1, maxLength: 12 }),
     (calls) => {
       const resets = new ResetInstances(new MemoryPool())
       const k = `plugin-${key++}`
       for (const { op, text } of calls) {
-        const input = JSON.stringify(text)
-        const expected = outcome(() => runSandboxed(run(op, input), fresh))
-        expect(outcome(() => resets.run(k, run(op, input)))).toBe(expected)
+        const expected = outcome(() => runSandboxed(run(op, text), fresh))
+        expect(outcome(() => resets.run(k, run(op, text)))).toBe(expected)
         expect(outcome(() => resets.run(k, probe()))).toBe(baseline)
       }
-      const grew = calls.filter(c => c.op === 'grow' || c.op === 'tgrow').length
+      const grew = calls.filter(c => grows.includes(c.op)).length
       expect(resets.stats.created).toBe(1 + grew)
       expect(resets.stats.dropped).toBe(grew)
     }
@@ -230,34 +241,18 @@ describe('reset instances against new instances', () => {
   })
 
   test('json: random sequences of calls answer the same, and every call starts from the initial state', () => {
-    resetMatchesNew(JSON_OPS, (op, input) => call(json, op, input), () => call(json, 'observe', '"probe"'))
+    resetMatchesNew({ ops: JSON_OPS, run: (op, text) => call(json, op, JSON.stringify(text)), probe: () => call(json, 'observe', '"probe"'), baseline: /^ok "[0-9a-f]{16}"$/, grows: ['grow', 'tgrow'], maxLength: 30 })
   })
 
   test('wasi: random sequences of calls (writes, grow, trap, proc_exit 0 and 3) answer the same, from the initial state', () => {
-    const fresh = new MemoryPool()
-    const baseline = outcome(() => runSandboxed(call(wasi, '_start', 'o'), fresh))
-    expect(baseline).toMatch(/^ok [0-9a-f]{16}$/)
-    let key = 0
-    fc.assert(fc.property(
-      fc.array(fc.record({ op: fc.constantFrom(...WASI_OPS), text: fc.string({ maxLength: 20 }) }), { minLength: 1, maxLength: 12 }),
-      (calls) => {
-        const resets = new ResetInstances(new MemoryPool())
-        const k = `wasi-${key++}`
-        for (const { op, text } of calls) {
-          const expected = outcome(() => runSandboxed(call(wasi, '_start', op + text), fresh))
-          expect(outcome(() => resets.run(k, call(wasi, '_start', op + text)))).toBe(expected)
-          expect(outcome(() => resets.run(k, call(wasi, '_start', 'o')))).toBe(baseline)
-        }
-        expect(resets.stats.created).toBe(1 + calls.filter(c => c.op === 'g').length)
-      }
-    ), { numRuns: 60 })
+    resetMatchesNew({ ops: WASI_OPS, run: (op, text) => call(wasi, '_start', op + text), probe: () => call(wasi, '_start', 'o'), baseline: /^ok [0-9a-f]{16}$/, grows: ['g'], maxLength: 20 })
   })
 
   test('extism: random sequences of calls (writes, grow, trap, output over the limit, error_set, stack overflow) answer the same, from the initial state', async () => {
     const ext = await load(await stateExtism())
     expect(ext.abi).toBe('extism')
     expect(ext.plan).toEqual({ mode: 'reset' })
-    resetMatchesNew(EXTISM_OPS, (op, input) => extismCall(ext, `x_${op}`, input), () => extismCall(ext, 'x_observe', '"probe"'))
+    resetMatchesNew({ ops: EXTISM_OPS, run: (op, text) => extismCall(ext, `x_${op}`, JSON.stringify(text)), probe: () => extismCall(ext, 'x_observe', '"probe"'), baseline: /^ok "[0-9a-f]{16}"$/, grows: ['grow', 'tgrow'], maxLength: 30 })
   })
 
   test('each call gets its own WASI context on a kept instance: stdin, stdout and exit code are per call', () => {
