@@ -25,6 +25,11 @@ test('a small declared body: a buffer of its own, exactly its length (postMessag
   expect(got.buffer.byteLength).toBe(100)
 })
 
+test('shared from SHARE_FROM_BYTES exactly; one byte less is owned', async () => {
+  expect((await read([bytes(SHARE_FROM_BYTES)], SHARE_FROM_BYTES)).buffer).toBeInstanceOf(SharedArrayBuffer)
+  expect((await read([bytes(SHARE_FROM_BYTES - 1)], SHARE_FROM_BYTES - 1)).buffer).toBeInstanceOf(ArrayBuffer)
+})
+
 test('a large declared body: shared memory, exactly its length', async () => {
   const body = bytes(SHARE_FROM_BYTES + 5)
   const got = await read(split(body, 16_384), body.length)
@@ -47,5 +52,10 @@ test('limits: declared over the limit refused before reading; received over it r
   await expect(read([], 2000, 1000)).rejects.toMatchObject({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
   await expect(read(split(bytes(1500), 100), undefined, 1000)).rejects.toMatchObject({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
   await expect(read([bytes(50)], 100)).rejects.toMatchObject({ code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' })
+  // At the limit passes; one byte over does not, declared or received.
+  expect((await read([bytes(1000)], 1000, 1000)).byteLength).toBe(1000)
+  expect((await read(split(bytes(1000), 300), undefined, 1000)).byteLength).toBe(1000)
+  await expect(read([], 1001, 1000)).rejects.toMatchObject({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
+  await expect(read(split(bytes(1001), 300), undefined, 1000)).rejects.toMatchObject({ code: 'FST_ERR_CTP_BODY_TOO_LARGE' })
   await expect(read([bytes(10)], undefined, 1000, new Error('aborted'))).rejects.toMatchObject({ message: 'aborted', statusCode: 400 })
 })

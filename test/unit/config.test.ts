@@ -27,6 +27,12 @@ describe('loadConfig', () => {
     expect([...c.allowedEnv]).toEqual(['MODE', 'LANG'])
   })
 
+  test('IDLE_RELEASE_MS: 30 s by default, 0 (never) and a day accepted', () => {
+    expect(loadConfig({}).idleReleaseMs).toBe(30_000)
+    expect(loadConfig({ IDLE_RELEASE_MS: '0' }).idleReleaseMs).toBe(0)
+    expect(loadConfig({ IDLE_RELEASE_MS: '86400000' }).idleReleaseMs).toBe(86_400_000)
+  })
+
   test('ignores variables it does not know (nothing of the host leaks in)', () => {
     expect(loadConfig({ HOME: '/root', SECRET: 'x' })).not.toHaveProperty('SECRET')
   })
@@ -45,7 +51,9 @@ describe('loadConfig', () => {
     [{ AUTH_TOKEN: 'short' }, /AUTH_TOKEN/],
     [{ METRICS_TOKEN: 'short' }, /METRICS_TOKEN/],
     [{ EXECUTE_TOKENS: 'exec-token-0123456789' }, /needs AUTH_TOKEN/],
-    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/]
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ IDLE_RELEASE_MS: '-1' }, /IDLE_RELEASE_MS/],
+    [{ IDLE_RELEASE_MS: '86400001' }, /IDLE_RELEASE_MS/]
   ])('refuses %p', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError)
     expect(() => loadConfig(env)).toThrow(message)
